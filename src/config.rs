@@ -1,0 +1,1 @@
+//! Typed configuration with embedded defaults, YAML file, environment and flag overrides.

@@ -1,0 +1,2 @@
+//! The async shell: sockets, tokio tasks, the clock, and the wiring between layers.
+//! The only module that does IO.

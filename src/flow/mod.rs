@@ -1,0 +1,1 @@
+//! Voice-menu flows: YAML to typed IR, checker, interpreter, simulator. Sans-IO.

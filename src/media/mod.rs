@@ -1,0 +1,6 @@
+//! Media: RTP/RTCP, G.711, prompt playback and pacing, DTMF, recording. Sans-IO.
+//!
+//! Nothing here owns a socket or reads the clock: sessions take packets and `now`, and
+//! return packets to send plus their next deadline. The engine's media workers drive them.
+
+pub mod g711;

@@ -1,0 +1,14 @@
+//! SIP (RFC 3261 and friends), sans-IO.
+//!
+//! - [`message`]: parse/print façade over rsipstack's message types, validation of what a
+//!   UAS must refuse (400/416/420/415/505...), response building, TCP stream framing.
+//! - `transaction`: RFC 3261 section 17 (with RFC 6026) server and client transactions,
+//!   driven by inputs stamped with `now` and exposing their next deadline.
+//! - `dialog`: dialog state (tags, route set, remote target, CSeq).
+//! - [`endpoint`]: the UAS core that owns transactions and dialogs for one SIP endpoint:
+//!   datagrams in, datagrams and call events out.
+//!
+//! Nothing here touches a socket, tokio or the clock.
+
+pub mod endpoint;
+pub mod message;
