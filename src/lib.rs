@@ -21,3 +21,4 @@ pub mod ids;
 pub mod media;
 pub mod sdp;
 pub mod sip;
+pub mod testcall;
