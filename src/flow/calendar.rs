@@ -456,7 +456,15 @@ fn yaml_error(file: &Path, err: &serde_saphyr::Error) -> CalendarError {
     let location = err.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
     CalendarError::Yaml {
         at: SourcePos::new(file, location),
-        message: err.without_snippet().to_string(),
+        message: strip_location(&err.without_snippet().to_string()),
+    }
+}
+
+/// Drop serde-saphyr's " at line L, column C" suffix: the error already names the place.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message.get(..i).unwrap_or(message).to_owned(),
+        None => message.to_owned(),
     }
 }
 
@@ -1207,7 +1215,11 @@ services:
     fn other_errors_are_located() {
         let err = parse_err("services:\n  a:\n    hours:\n      lunday: [\"08:00-12:00\"]\n");
         match &err {
-            CalendarError::Yaml { at, .. } => assert_eq!(at.line, 4, "{err}"),
+            CalendarError::Yaml { at, message } => {
+                assert_eq!((at.line, at.column), (4, 7), "{err}");
+                assert!(message.contains("unknown field `lunday`"), "{message}");
+                assert!(!message.contains(" at line "), "{message}");
+            }
             other => panic!("{other:?}"),
         }
         match parse_err("closures:\n  - { date: 2026-02-30, label: x }\nservices: {}\n") {
@@ -1241,5 +1253,49 @@ services:
             Calendar::load(&dir.path().join("missing.yaml")),
             Err(CalendarError::Io { .. })
         ));
+    }
+
+    proptest::proptest! {
+        /// Open until `until`: open just before, closed at it; closed until `next_open`:
+        /// closed just before, open at it. Checked around DST changes and holidays too.
+        #[test]
+        fn status_transitions_are_consistent(
+            minutes in 0i64..(2 * 366 * 24 * 60),
+            service in proptest::sample::select(vec!["accueil", "caf", "astreinte"]),
+        ) {
+            let c = cal();
+            let at = paris(2026, 1, 1, 0, 0)
+                .checked_add(jiff::SignedDuration::from_mins(minutes))
+                .unwrap();
+            let one_ns = jiff::SignedDuration::from_nanos(1);
+            match c.status(service, &at).unwrap() {
+                Status::Open { until } => {
+                    proptest::prop_assert!(until > at);
+                    let before = until.checked_sub(one_ns).unwrap();
+                    let open_before = matches!(c.status(service, &before).unwrap(), Status::Open { .. });
+                    proptest::prop_assert!(open_before);
+                    if until.duration_since(&at) < jiff::SignedDuration::from_hours(24 * 30) {
+                        let closed_at = matches!(c.status(service, &until).unwrap(), Status::Closed { .. });
+                        proptest::prop_assert!(closed_at);
+                    }
+                }
+                Status::Closed { next_open, .. } => {
+                    if let Some(next) = next_open {
+                        proptest::prop_assert!(next > at);
+                        let open_at = matches!(c.status(service, &next).unwrap(), Status::Open { .. });
+                        proptest::prop_assert!(open_at);
+                        let before = next.checked_sub(one_ns).unwrap();
+                        let closed_before = matches!(c.status(service, &before).unwrap(), Status::Closed { .. });
+                        proptest::prop_assert!(closed_before);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn range_parser_never_panics(text in "[0-9:h -]{0,14}") {
+            let yaml = format!("services:\n  a:\n    hours:\n      lundi: [\"{text}\"]\n");
+            let _ = Calendar::parse(&yaml, Path::new("c.yaml"));
+        }
     }
 }
