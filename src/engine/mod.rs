@@ -2,8 +2,8 @@
 //! The only module that does IO (with `cli`, `main` and the test caller).
 //!
 //! Owns: starting everything from a [`Config`] ([`start`]), the SIP endpoint task
-//! ([`sip`]), one task per TCP connection ([`tcp`]), one task per call ([`call`]), the RTP
-//! port allocation stand-in ([`ports`]), and graceful shutdown.
+//! ([`sip`]), one task per TCP connection ([`tcp`]), one task per call ([`call`]), the
+//! shared RTP port pool ([`ports`]), and graceful shutdown.
 //!
 //! Input: a validated [`Config`]. Output: a running engine behind an [`EngineHandle`]
 //! (its bound SIP address, a live [`Snapshot`] of counters, and `shutdown`).
@@ -54,6 +54,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The RTP port range is unusable.
+    #[error("rtp.ports: {0}")]
+    Ports(#[from] crate::media::ports::PortsError),
 }
 
 /// Counters for dashboards, logs and tests; refreshed by the SIP task after every wake-up.
@@ -132,7 +135,7 @@ pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
         max_calls = config.limits.max_calls,
         "guichet listening"
     );
-    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx);
+    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx)?;
     let task = tokio::spawn(task.run());
     Ok(EngineHandle {
         sip_addr,

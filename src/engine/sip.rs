@@ -183,7 +183,7 @@ impl SipTask {
         sockets: Sockets,
         shutdown: watch::Receiver<bool>,
         snapshot_tx: watch::Sender<Snapshot>,
-    ) -> Self {
+    ) -> Result<Self, EngineError> {
         let local = match config.sip.advertised_address {
             Some(ip) => SocketAddr::new(ip, sockets.local.port()),
             None => sockets.local,
@@ -193,12 +193,12 @@ impl SipTask {
         let call_settings = Arc::new(CallSettings {
             rtp_bind: config.rtp.address,
             rtp_advertised: config.rtp.advertised_address.unwrap_or(config.rtp.address),
-            ports: PortAllocator::new(config.rtp.ports),
+            ports: PortAllocator::new(config.rtp.ports)?,
             answer_delay: config.sip.answer_delay.get(),
             no_rtp_timeout: config.limits.no_rtp_timeout.get(),
             show_numbers: config.log.show_numbers,
         });
-        SipTask {
+        Ok(SipTask {
             endpoint,
             sockets,
             commands_tx,
@@ -223,7 +223,7 @@ impl SipTask {
             stats_interval: config.log.stats_interval.get(),
             snapshot_tx,
             counters: Snapshot::default(),
-        }
+        })
     }
 
     /// Run until shutdown completes.
