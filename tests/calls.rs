@@ -14,20 +14,38 @@ use guichet::testcall::{AckMode, CallerEvent, Offer, TestCaller};
 #[tokio::test]
 async fn basic_call_answers_streams_silence_and_ends_with_bye() {
     let engine = start(test_config()).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
 
     assert_eq!(caller.invite().await.unwrap(), 200);
-    let answer = caller.remote_sdp().expect("200 OK carries an SDP answer").clone();
-    assert!(answer.addr.is_some(), "answer has an RTP address: {answer:?}");
+    let answer = caller
+        .remote_sdp()
+        .expect("200 OK carries an SDP answer")
+        .clone();
+    assert!(
+        answer.addr.is_some(),
+        "answer has an RTP address: {answer:?}"
+    );
     assert_eq!(answer.direction, "sendrecv");
-    wait_for(&engine, "one active call", |s| s.active_calls == 1 && s.call_tasks == 1).await;
+    wait_for(&engine, "one active call", |s| {
+        s.active_calls == 1 && s.call_tasks == 1
+    })
+    .await;
 
     caller.idle(Duration::from_millis(600)).await.unwrap();
-    assert!(caller.rtp_received() >= 10, "silence RTP flows: {}", caller.rtp_received());
+    assert!(
+        caller.rtp_received() >= 10,
+        "silence RTP flows: {}",
+        caller.rtp_received()
+    );
     assert!(caller.rtp_sent() >= 10);
 
     assert_eq!(caller.bye().await.unwrap(), 200);
-    wait_for(&engine, "the call to end", |s| s.active_calls == 0 && s.call_tasks == 0).await;
+    wait_for(&engine, "the call to end", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
     let snapshot = engine.snapshot();
     assert_eq!(snapshot.calls_started, 1);
     assert_eq!(snapshot.call_panics, 0);
@@ -39,21 +57,28 @@ async fn cancel_before_answer_gets_487() {
     let mut config = test_config();
     config.sip.answer_delay = DurationValue(Duration::from_secs(30));
     let engine = start(config).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
 
     caller.start_invite().await.unwrap();
     assert_eq!(caller.wait_provisional().await.unwrap(), 180);
     let (cancel_code, invite_code) = caller.cancel().await.unwrap();
     assert_eq!(cancel_code, 200);
     assert_eq!(invite_code, 487);
-    wait_for(&engine, "the cancelled call to end", |s| s.active_calls == 0 && s.call_tasks == 0).await;
+    wait_for(&engine, "the cancelled call to end", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
     engine.shutdown().await;
 }
 
 #[tokio::test]
 async fn reinvite_holds_and_resumes() {
     let engine = start(test_config()).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.invite().await.unwrap(), 200);
     caller.idle(Duration::from_millis(300)).await.unwrap();
     assert!(caller.rtp_received() > 0);
@@ -75,7 +100,10 @@ async fn reinvite_holds_and_resumes() {
     assert_eq!(caller.reinvite("sendrecv").await.unwrap(), 200);
     assert_eq!(caller.remote_sdp().unwrap().direction, "sendrecv");
     caller.idle(Duration::from_millis(400)).await.unwrap();
-    assert!(caller.rtp_received() >= on_hold + 10, "RTP resumes after hold");
+    assert!(
+        caller.rtp_received() >= on_hold + 10,
+        "RTP resumes after hold"
+    );
 
     assert_eq!(caller.bye().await.unwrap(), 200);
     engine.shutdown().await;
@@ -86,15 +114,23 @@ async fn engine_hangs_up_at_max_call_duration() {
     let mut config = test_config();
     config.limits.max_call_duration = DurationValue(Duration::from_secs(1));
     let engine = start(config).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.invite().await.unwrap(), 200);
 
-    assert!(caller.wait_for_bye(Duration::from_secs(5)).await.unwrap(), "engine sends BYE");
+    assert!(
+        caller.wait_for_bye(Duration::from_secs(5)).await.unwrap(),
+        "engine sends BYE"
+    );
     assert!(caller.events().contains(&CallerEvent::Request {
         method: "BYE".into(),
         answered: 200
     }));
-    wait_for(&engine, "the call to end", |s| s.active_calls == 0 && s.call_tasks == 0).await;
+    wait_for(&engine, "the call to end", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
     engine.shutdown().await;
 }
 
@@ -109,21 +145,34 @@ async fn lost_ack_makes_engine_retransmit_then_bye() {
     let mut caller = TestCaller::new(caller_config).await.unwrap();
 
     assert_eq!(caller.invite().await.unwrap(), 200);
-    assert!(caller.wait_for_bye(Duration::from_secs(8)).await.unwrap(), "BYE after 64*T1");
+    assert!(
+        caller.wait_for_bye(Duration::from_secs(8)).await.unwrap(),
+        "BYE after 64*T1"
+    );
     assert!(
         caller.ok_retransmissions() >= 3,
         "2xx retransmitted while unacknowledged: {}",
         caller.ok_retransmissions()
     );
-    assert!(!caller.events().iter().any(|e| matches!(e, CallerEvent::Sent { method } if method == "ACK")));
-    wait_for(&engine, "the call to end", |s| s.active_calls == 0 && s.call_tasks == 0).await;
+    assert!(
+        !caller
+            .events()
+            .iter()
+            .any(|e| matches!(e, CallerEvent::Sent { method } if method == "ACK"))
+    );
+    wait_for(&engine, "the call to end", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
     engine.shutdown().await;
 }
 
 #[tokio::test]
 async fn options_is_answered_200() {
     let engine = start(test_config()).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.options().await.unwrap(), 200);
     engine.shutdown().await;
 }
@@ -131,7 +180,9 @@ async fn options_is_answered_200() {
 #[tokio::test]
 async fn bye_for_unknown_dialog_gets_481() {
     let engine = start(test_config()).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.out_of_dialog("BYE").await.unwrap(), 481);
     engine.shutdown().await;
 }
@@ -139,7 +190,9 @@ async fn bye_for_unknown_dialog_gets_481() {
 #[tokio::test]
 async fn unknown_method_gets_405() {
     let engine = start(test_config()).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.out_of_dialog("PUBLISH").await.unwrap(), 405);
     engine.shutdown().await;
 }
@@ -151,7 +204,10 @@ async fn offer_with_only_g729_gets_488() {
     caller_config.offer = Offer::Only(vec![(18, "G729/8000".into())]);
     let mut caller = TestCaller::new(caller_config).await.unwrap();
     assert_eq!(caller.invite().await.unwrap(), 488);
-    wait_for(&engine, "no call left", |s| s.active_calls == 0 && s.call_tasks == 0).await;
+    wait_for(&engine, "no call left", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
     engine.shutdown().await;
 }
 
@@ -192,17 +248,26 @@ async fn over_capacity_gets_503() {
     let mut config = test_config();
     config.limits.max_calls = 1;
     let engine = start(config).await;
-    let mut first = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut first = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(first.invite().await.unwrap(), 200);
 
-    let mut second = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut second = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(second.invite().await.unwrap(), 503);
-    wait_for(&engine, "the 503 to be counted", |s| s.sip.over_capacity == 1).await;
+    wait_for(&engine, "the 503 to be counted", |s| {
+        s.sip.over_capacity == 1
+    })
+    .await;
 
     assert_eq!(first.bye().await.unwrap(), 200);
     wait_for(&engine, "the call to end", |s| s.active_calls == 0).await;
     // Capacity is back.
-    let mut third = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut third = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(third.invite().await.unwrap(), 200);
     assert_eq!(third.bye().await.unwrap(), 200);
     engine.shutdown().await;
@@ -211,12 +276,17 @@ async fn over_capacity_gets_503() {
 #[tokio::test]
 async fn shutdown_hangs_up_active_calls() {
     let engine = start(test_config()).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.invite().await.unwrap(), 200);
     wait_for(&engine, "one call", |s| s.active_calls == 1).await;
 
     let shutdown = tokio::spawn(engine.shutdown());
-    assert!(caller.wait_for_bye(Duration::from_secs(3)).await.unwrap(), "BYE on shutdown");
+    assert!(
+        caller.wait_for_bye(Duration::from_secs(3)).await.unwrap(),
+        "BYE on shutdown"
+    );
     tokio::time::timeout(Duration::from_secs(5), shutdown)
         .await
         .expect("shutdown is bounded")
@@ -228,11 +298,17 @@ async fn garbage_does_not_disturb_calls() {
     let mut config = test_config();
     config.limits.max_message_size = 4096;
     let engine = start(config).await;
-    let mut caller = TestCaller::new(caller_for(engine.sip_addr())).await.unwrap();
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
     assert_eq!(caller.invite().await.unwrap(), 200);
 
     let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    for payload in [&b"\x00\x01garbage"[..], b"INVITE\r\n\r\n", &[0xffu8; 2000][..]] {
+    for payload in [
+        &b"\x00\x01garbage"[..],
+        b"INVITE\r\n\r\n",
+        &[0xffu8; 2000][..],
+    ] {
         junk.send_to(payload, engine.sip_addr()).await.unwrap();
     }
     let oversized = vec![b'A'; 5000];
@@ -244,5 +320,45 @@ async fn garbage_does_not_disturb_calls() {
 
     caller.idle(Duration::from_millis(200)).await.unwrap();
     assert_eq!(caller.bye().await.unwrap(), 200);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_call_task_ends_only_its_call() {
+    let hooks = guichet::engine::Hooks {
+        panic_on_number: Some("6666".into()),
+    };
+    let engine = guichet::engine::start_with(test_config(), hooks)
+        .await
+        .unwrap();
+    let mut healthy = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
+    assert_eq!(healthy.invite().await.unwrap(), 200);
+
+    let mut doomed_config = caller_for(engine.sip_addr());
+    doomed_config.uri = format!("sip:6666@{}", engine.sip_addr()).parse().unwrap();
+    let mut doomed = TestCaller::new(doomed_config).await.unwrap();
+    assert_eq!(doomed.invite().await.unwrap(), 200);
+    assert!(
+        doomed.wait_for_bye(Duration::from_secs(5)).await.unwrap(),
+        "its call is ended with BYE"
+    );
+    wait_for(&engine, "the panic to be counted", |s| {
+        s.call_panics == 1 && s.active_calls == 1
+    })
+    .await;
+
+    // The other call is untouched and the engine still takes calls.
+    let before = healthy.rtp_received();
+    healthy.idle(Duration::from_millis(300)).await.unwrap();
+    assert!(healthy.rtp_received() > before);
+    assert!(!healthy.bye_received());
+    let mut next = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
+    assert_eq!(next.invite().await.unwrap(), 200);
+    assert_eq!(next.bye().await.unwrap(), 200);
+    assert_eq!(healthy.bye().await.unwrap(), 200);
     engine.shutdown().await;
 }

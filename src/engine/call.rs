@@ -41,6 +41,8 @@ pub struct CallSettings {
     pub answer_delay: Duration,
     pub no_rtp_timeout: Duration,
     pub show_numbers: bool,
+    /// Fault injection for tests: a call to this number panics once confirmed.
+    pub panic_on_number: Option<String>,
 }
 
 /// What the endpoint told us about a new call.
@@ -63,11 +65,14 @@ pub async fn run(
     to_sip: mpsc::Sender<SipCommand>,
     settings: Arc<CallSettings>,
 ) {
-    let (from, to) = if settings.show_numbers {
-        (start.from.clone(), start.to_user.clone())
+    // The dialled number is the service's own; the caller's number is personal data.
+    let from = if settings.show_numbers {
+        start.from.clone()
     } else {
-        (redact(&start.from), redact(&start.to_user))
+        redact(&start.from)
     };
+    let to = start.to_user.clone();
+    let panic_on_confirm = settings.panic_on_number.as_deref() == Some(start.to_user.as_str());
     let span = tracing::info_span!(
         "call",
         call_id = %start.call_id,
@@ -78,6 +83,7 @@ pub async fn run(
     );
     CallTask {
         call: start.call,
+        panic_on_confirm,
         events,
         to_sip,
         settings,
@@ -89,6 +95,7 @@ pub async fn run(
 
 struct CallTask {
     call: CallKey,
+    panic_on_confirm: bool,
     events: mpsc::Receiver<Event>,
     to_sip: mpsc::Sender<SipCommand>,
     settings: Arc<CallSettings>,
@@ -186,6 +193,7 @@ impl CallTask {
                     }
                     Some(Event::Confirmed { .. }) => {
                         tracing::debug!("ACK received");
+                        assert!(!self.panic_on_confirm, "injected fault: call task panics");
                         media.confirmed = true;
                         media.last_received = TokioInstant::now();
                     }

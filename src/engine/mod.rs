@@ -121,8 +121,21 @@ impl EngineHandle {
     }
 }
 
+/// Test-only behaviour switched on from outside (never from the config file).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Fault injection: the call task of a call to this number panics when the call is
+    /// confirmed (proves a panicking call ends that call only).
+    pub panic_on_number: Option<String>,
+}
+
 /// Bind the sockets and start the SIP task. Returns once everything listens.
 pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
+    start_with(config, Hooks::default()).await
+}
+
+/// [`start`] with test hooks.
+pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, EngineError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
     let sockets = sip::Sockets::bind(&config).await?;
@@ -135,7 +148,7 @@ pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
         max_calls = config.limits.max_calls,
         "guichet listening"
     );
-    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx)?;
+    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx, hooks)?;
     let task = tokio::spawn(task.run());
     Ok(EngineHandle {
         sip_addr,

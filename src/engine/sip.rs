@@ -28,7 +28,7 @@ use crate::config::{Cidr, Config};
 use crate::engine::call::{self, CallSettings, CallStart};
 use crate::engine::ports::PortAllocator;
 use crate::engine::tcp::{self, ConnLimits};
-use crate::engine::{EngineError, Snapshot, now};
+use crate::engine::{EngineError, Hooks, Snapshot, now};
 use crate::ids::CallKey;
 use crate::sip::endpoint::{
     CallCommand, ConnId, Endpoint, EndpointConfig, Event, Input, Output, Peer, Timers, Transport,
@@ -183,6 +183,7 @@ impl SipTask {
         sockets: Sockets,
         shutdown: watch::Receiver<bool>,
         snapshot_tx: watch::Sender<Snapshot>,
+        hooks: Hooks,
     ) -> Result<Self, EngineError> {
         let local = match config.sip.advertised_address {
             Some(ip) => SocketAddr::new(ip, sockets.local.port()),
@@ -197,6 +198,7 @@ impl SipTask {
             answer_delay: config.sip.answer_delay.get(),
             no_rtp_timeout: config.limits.no_rtp_timeout.get(),
             show_numbers: config.log.show_numbers,
+            panic_on_number: hooks.panic_on_number,
         });
         Ok(SipTask {
             endpoint,

@@ -59,5 +59,9 @@ pub async fn wait_for(engine: &EngineHandle, what: &str, pred: impl Fn(&Snapshot
         }
     })
     .await;
-    assert!(result.is_ok(), "timed out waiting for {what}: {:?}", engine.snapshot());
+    assert!(
+        result.is_ok(),
+        "timed out waiting for {what}: {:?}",
+        engine.snapshot()
+    );
 }
