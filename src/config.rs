@@ -658,6 +658,18 @@ impl Config {
         if self.sip.t2 < self.sip.t1 {
             return invalid("sip.t2 must be at least sip.t1");
         }
+        if self.sip.listen.ip().is_unspecified() && self.sip.advertised_address.is_none() {
+            return invalid(
+                "sip.listen is a wildcard address: set sip.advertised_address to the address \
+                 callers reach (it goes in Via and Contact)",
+            );
+        }
+        if self.rtp.address.is_unspecified() && self.rtp.advertised_address.is_none() {
+            return invalid(
+                "rtp.address is a wildcard address: set rtp.advertised_address to the address \
+                 callers send RTP to (it goes in SDP c=)",
+            );
+        }
         if self.limits.max_call_duration.get().is_zero() {
             return invalid("limits.max_call_duration must be above 0s");
         }
@@ -991,6 +1003,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("sip.udp"), "{err}");
+        let wildcard = env(&[("GUICHET_RTP_ADDRESS", "0.0.0.0")]);
+        let err = Config::assemble(None, wildcard, &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("rtp.advertised_address"), "{err}");
+        let fixed = env(&[
+            ("GUICHET_RTP_ADDRESS", "0.0.0.0"),
+            ("GUICHET_RTP_ADVERTISED_ADDRESS", "192.0.2.10"),
+            ("GUICHET_SIP_LISTEN", "0.0.0.0:5060"),
+            ("GUICHET_SIP_ADVERTISED_ADDRESS", "192.0.2.10"),
+        ]);
+        let c = Config::assemble(None, fixed, &Overrides::default()).unwrap();
+        assert_eq!(
+            c.rtp.advertised_address,
+            Some("192.0.2.10".parse().unwrap())
+        );
     }
 
     proptest::proptest! {
