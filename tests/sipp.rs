@@ -62,7 +62,7 @@ fn free_media_port() -> u16 {
     for _ in 0..100 {
         let port = free_port(false);
         let base = port - port % 2;
-        if base < 1024 || base > 65530 {
+        if !(1024..=65530).contains(&base) {
             continue;
         }
         let all_free = (0..4).all(|i| UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
@@ -121,11 +121,9 @@ fn run_sipp(
 
 /// Cumulative SuccessfulCall(C) and FailedCall(C) from the last line of SIPp's stat CSV.
 fn final_counts(csv: &str) -> (u64, u64) {
-    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
-        return (0, 0);
-    };
-    let Some(last) = lines.last() else {
+    let lines: Vec<&str> = csv.lines().filter(|l| !l.trim().is_empty()).collect();
+    let (Some(header), Some(last)) = (lines.first(), lines.get(1..).and_then(<[&str]>::last))
+    else {
         return (0, 0);
     };
     let columns: Vec<&str> = header.split(';').collect();
