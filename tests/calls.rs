@@ -362,3 +362,59 @@ async fn a_panicking_call_task_ends_only_its_call() {
     assert_eq!(healthy.bye().await.unwrap(), 200);
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn silent_caller_is_hung_up_after_no_rtp_timeout() {
+    let mut config = test_config();
+    config.limits.no_rtp_timeout = DurationValue(Duration::from_millis(800));
+    let engine = start(config).await;
+    let mut caller_config = caller_for(engine.sip_addr());
+    caller_config.send_rtp = false;
+    let mut caller = TestCaller::new(caller_config).await.unwrap();
+    assert_eq!(caller.invite().await.unwrap(), 200);
+    assert!(
+        caller.wait_for_bye(Duration::from_secs(5)).await.unwrap(),
+        "BYE after no RTP"
+    );
+    assert_eq!(caller.rtp_sent(), 0);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn talking_caller_is_not_hung_up_by_the_rtp_watchdog() {
+    let mut config = test_config();
+    config.limits.no_rtp_timeout = DurationValue(Duration::from_millis(500));
+    let engine = start(config).await;
+    let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
+    assert_eq!(caller.invite().await.unwrap(), 200);
+    caller.idle(Duration::from_millis(1200)).await.unwrap();
+    assert!(!caller.bye_received());
+    assert_eq!(caller.bye().await.unwrap(), 200);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn invite_without_sdp_gets_an_offer_answered_in_the_ack() {
+    let engine = start(test_config()).await;
+    let mut caller_config = caller_for(engine.sip_addr());
+    caller_config.offer = Offer::None;
+    let mut caller = TestCaller::new(caller_config).await.unwrap();
+    assert_eq!(caller.invite().await.unwrap(), 200);
+    let offer = caller
+        .remote_sdp()
+        .expect("the 200 carries the engine's offer")
+        .clone();
+    assert!(
+        offer.payload_types.contains(&0) && offer.payload_types.contains(&8),
+        "{offer:?}"
+    );
+    caller.idle(Duration::from_millis(400)).await.unwrap();
+    assert!(
+        caller.rtp_received() > 0,
+        "media flows once the ACK carried our answer"
+    );
+    assert_eq!(caller.bye().await.unwrap(), 200);
+    engine.shutdown().await;
+}
