@@ -168,13 +168,7 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut config = CallerConfig::new(uri, target);
-    config.local_ip = if target.ip().is_loopback() {
-        target.ip()
-    } else if target.is_ipv4() {
-        std::net::Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        std::net::Ipv6Addr::UNSPECIFIED.into()
-    };
+    config.local_ip = local_ip_towards(target)?;
     config.transport = match args.transport {
         CallTransport::Udp => Transport::Udp,
         CallTransport::Tcp => Transport::Tcp,
@@ -201,6 +195,22 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The local address the system would use to reach `target` (written in Via, Contact and
+/// SDP). A connected UDP socket sends nothing; it only resolves the route.
+fn local_ip_towards(target: SocketAddr) -> anyhow::Result<std::net::IpAddr> {
+    if target.ip().is_loopback() {
+        return Ok(target.ip());
+    }
+    let any: std::net::IpAddr = if target.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    let probe = std::net::UdpSocket::bind((any, 0))?;
+    probe.connect(target)?;
+    Ok(probe.local_addr()?.ip())
 }
 
 /// Install the global tracing subscriber (text or JSON lines on stderr).

@@ -36,8 +36,10 @@ use serde::{Deserialize, Serialize};
 /// Prefix of every environment variable that overrides a key.
 pub const ENV_PREFIX: &str = "GUICHET_";
 
-/// Environment variables under [`ENV_PREFIX`] that are not config keys (read by the CLI).
-pub const ENV_NOT_KEYS: &[&str] = &["GUICHET_CONFIG"];
+/// Environment variables under [`ENV_PREFIX`] that are not config keys: read by the CLI
+/// (`GUICHET_CONFIG`) or by docker-compose (`GUICHET_UID`, `GUICHET_GID`). Any other
+/// `GUICHET_*` variable must name a key; extend this list when a CLI flag gets an env name.
+pub const ENV_NOT_KEYS: &[&str] = &["GUICHET_CONFIG", "GUICHET_UID", "GUICHET_GID"];
 
 /// The file read when `--config` is not given (it may be absent).
 pub const DEFAULT_FILE: &str = "guichet.yaml";
