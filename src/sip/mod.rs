@@ -10,5 +10,10 @@
 //!
 //! Nothing here touches a socket, tokio or the clock.
 
+pub mod dialog;
 pub mod endpoint;
+pub mod headers;
 pub mod message;
+pub mod ratelimit;
+pub mod transaction;
+mod uas;
