@@ -741,17 +741,13 @@ impl ClientInvite {
                         .cloned();
                     hs.push(resp_to.unwrap_or(Header::To(to.clone())));
                 }
-                Header::CSeq(_) => hs.push(Header::CSeq(rsipstack::sip::CSeq::new(format!(
-                    "{cseq_n} ACK"
-                )))),
+                Header::CSeq(_) => hs.push(Header::Other("CSeq".into(), format!("{cseq_n} ACK"))),
                 _ => {}
             }
         }
-        hs.push(Header::ContentLength(rsipstack::sip::ContentLength::new(
-            "0",
-        )));
+        hs.push(Header::Other("Content-Length".into(), "0".into()));
         Request {
-            method: rsipstack::sip::Method::Ack,
+            method: crate::sip::message::Method::Ack,
             uri: request.uri.clone(),
             version: request.version.clone(),
             headers: hs,
@@ -1297,9 +1293,10 @@ mod tests {
         let ok = TsxKey::of_request(&old_req).unwrap();
         assert!(matches!(&ok, TsxKey::Rfc2543 { cseq: 1, from_tag, .. } if from_tag == "f1"));
         ack.headers.retain(|h| !matches!(h, Header::Via(_)));
-        ack.headers.push(Header::Via(rsipstack::sip::Via::new(
-            "SIP/2.0/UDP 192.0.2.1:5060;branch=1",
-        )));
+        ack.headers.push(Header::Other(
+            "Via".into(),
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=1".into(),
+        ));
         assert_eq!(TsxKey::of_request(&ack).unwrap(), ok);
         assert_eq!(k.with_method("CANCEL").method(), "CANCEL");
     }
