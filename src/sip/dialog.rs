@@ -306,10 +306,19 @@ mod tests {
         let mut d = Dialog::uas(&req(INVITE), "l1", peer()).unwrap();
         let bye = d.request("BYE", "z9hG4bKx", "192.0.2.10:5060".parse().unwrap(), "ua");
         let text = String::from_utf8_lossy(&bye.bytes).to_string();
-        assert!(text.starts_with("BYE sip:a@192.0.2.1:5070 SIP/2.0\r\n"), "{text}");
+        assert!(
+            text.starts_with("BYE sip:a@192.0.2.1:5070 SIP/2.0\r\n"),
+            "{text}"
+        );
         assert!(text.contains("Route: <sip:192.0.2.50:5080;lr>\r\nRoute: <sip:192.0.2.51;lr>"));
-        assert!(text.contains("From: <sip:0100@192.0.2.10>;x=1;tag=l1\r\n"), "{text}");
-        assert!(text.contains("To: \"Ann\" <sip:a@192.0.2.1>;tag=r1\r\n"), "{text}");
+        assert!(
+            text.contains("From: <sip:0100@192.0.2.10>;x=1;tag=l1\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("To: \"Ann\" <sip:a@192.0.2.1>;tag=r1\r\n"),
+            "{text}"
+        );
         assert!(text.contains("CSeq: 8 BYE"));
         assert_eq!(bye.to.addr, "192.0.2.50:5080".parse().unwrap());
         // The request parses back.
@@ -329,7 +338,10 @@ mod tests {
 
     #[test]
     fn strict_route_puts_the_first_route_in_the_request_uri() {
-        let text = INVITE.replace("<sip:192.0.2.50:5080;lr>, <sip:192.0.2.51;lr>", "<sip:192.0.2.60>");
+        let text = INVITE.replace(
+            "<sip:192.0.2.50:5080;lr>, <sip:192.0.2.51;lr>",
+            "<sip:192.0.2.60>",
+        );
         let mut d = Dialog::uas(&req(&text), "l1", peer()).unwrap();
         let bye = d.request("BYE", "z9hG4bKx", "192.0.2.10:5060".parse().unwrap(), "ua");
         let text = String::from_utf8_lossy(&bye.bytes).to_string();

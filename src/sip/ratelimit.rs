@@ -41,7 +41,11 @@ impl RateLimiter {
     /// `rate` tokens per second, buckets of `burst` tokens, at most `capacity` sources.
     pub fn new(rate: f64, burst: u32, capacity: usize) -> Self {
         RateLimiter {
-            rate: if rate.is_finite() && rate > 0.0 { rate } else { 0.0 },
+            rate: if rate.is_finite() && rate > 0.0 {
+                rate
+            } else {
+                0.0
+            },
             burst: f64::from(burst.max(1)),
             capacity: capacity.max(1),
             buckets: HashMap::new(),

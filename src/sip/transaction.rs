@@ -749,7 +749,7 @@ impl ClientInvite {
         Request {
             method: crate::sip::message::Method::Ack,
             uri: request.uri.clone(),
-            version: request.version.clone(),
+            version: request.version,
             headers: hs,
             body: Vec::new(),
         }

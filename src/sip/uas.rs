@@ -1,1 +1,1190 @@
+//! The UAS core behind [`crate::sip::endpoint::Endpoint`]: request dispatch (checks,
+//! transactions, dialogs), call commands and timers. Split from `endpoint.rs` so that file
+//! keeps the public contract readable.
+//!
+//! Input: parsed messages with their source, commands, timeouts (all with `now`).
+//! Output: pushed onto the endpoint's output queue.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::ids::CallKey;
+use crate::sdp::{self, LocalMedia, SdpError, Session};
+use crate::sip::dialog::{Dialog, fmt_addr, record_route_headers};
+use crate::sip::endpoint::{
+    CallCommand, EndReason, Endpoint, Event, MAX_SERVER_TRANSACTIONS, Output, Peer, Transport,
+};
+use crate::sip::headers::{self, ViaParts};
+use crate::sip::message::{self, Header, Incoming, Method, Request, Response};
+use crate::sip::transaction::{
+    ClientInput, ClientKey, ClientNonInvite, Retransmit, ServerInvite, ServerInviteInput,
+    ServerNonInvite, ServerNonInviteInput, TsxEvent, TsxKey, TsxOutput,
+};
+
+/// Methods we handle, for Allow.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// A server transaction of either kind.
+#[derive(Debug)]
+pub(crate) enum ServerTsx {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+/// A server transaction and the call it belongs to.
+#[derive(Debug)]
+pub(crate) struct ServerEntry {
+    tsx: ServerTsx,
+    call: Option<CallKey>,
+}
+
+impl ServerEntry {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match &self.tsx {
+            ServerTsx::Invite(t) => t.poll_timeout(),
+            ServerTsx::NonInvite(t) => t.poll_timeout(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match &self.tsx {
+            ServerTsx::Invite(t) => t.is_terminated(),
+            ServerTsx::NonInvite(t) => t.is_terminated(),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<TsxOutput> {
+        match &mut self.tsx {
+            ServerTsx::Invite(t) => t.poll_output(),
+            ServerTsx::NonInvite(t) => t.poll_output(),
+        }
+    }
+}
+
+/// A client transaction (BYE) and the call it was for.
+#[derive(Debug)]
+pub(crate) struct ClientEntry {
+    pub(crate) tsx: ClientNonInvite,
+    call: Option<CallKey>,
+}
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallState {
+    /// INVITE received, no final response yet.
+    Early,
+    /// 2xx sent, waiting for the ACK.
+    Answered,
+    /// ACK received.
+    Confirmed,
+}
+
+/// A 2xx we retransmit until its ACK (13.3.1.4).
+#[derive(Debug, Clone)]
+struct Pending2xx {
+    cseq: u32,
+    bytes: Bytes,
+    to: Peer,
+    timer: Retransmit,
+    give_up: Instant,
+    /// The 2xx carried our offer: the answer comes in the ACK.
+    answer_in_ack: bool,
+}
+
+/// One call: its dialog, its INVITE, and its media negotiation state.
+#[derive(Debug)]
+pub(crate) struct Call {
+    state: CallState,
+    /// Where the INVITE came from (responses stamp Via against it).
+    source: Peer,
+    invite: Request,
+    invite_key: TsxKey,
+    dialog: Dialog,
+    local: Option<LocalMedia>,
+    /// Our last SDP body (answer or offer).
+    local_sdp: Option<Vec<u8>>,
+    session: Option<Session>,
+    pending_2xx: Option<Pending2xx>,
+    ends_at: Option<Instant>,
+    hangup_on_ack: bool,
+}
+
+impl Call {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let p = self.pending_2xx.as_ref().map(|p| p.timer.at.min(p.give_up));
+        match (p, self.ends_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn local_tag(&self) -> String {
+        self.dialog.id().local_tag.clone()
+    }
+}
+
+/// Where responses to `req` go (RFC 3261 18.2.2, RFC 3581): over TCP the connection it came
+/// on; over UDP the source IP, with the source port when `rport` was asked for, else the
+/// Via port (5060 by default).
+fn reply_to(req: &Request, source: Peer) -> Peer {
+    if source.transport == Transport::Tcp {
+        return source;
+    }
+    let via = headers::top_via(&req.headers);
+    let port = match &via {
+        Some(v) if v.param("rport").is_some() => source.addr.port(),
+        Some(v) => v.port.unwrap_or(5060),
+        None => source.addr.port(),
+    };
+    Peer {
+        addr: SocketAddr::new(source.addr.ip(), port),
+        ..source
+    }
+}
+
+/// The top Via with `received` (sent-by differs from the source) and `rport` filled in.
+fn stamped_via(req: &Request, source: Peer) -> Option<String> {
+    let raw = headers::top_via_raw(&req.headers)?;
+    let mut via = ViaParts::parse(&raw)?;
+    let ip = source.addr.ip().to_string();
+    let asked_rport = via.param("rport").is_some();
+    if via.host != ip || asked_rport {
+        via.set_param("received", Some(ip));
+    }
+    if asked_rport {
+        via.set_param("rport", Some(source.addr.port().to_string()));
+    }
+    Some(via.print())
+}
+
+fn hdr(name: &str, value: impl Into<String>) -> Header {
+    Header::Other(name.to_owned(), value.into())
+}
+
+impl Endpoint {
+    // -------------------------------------------------------------------------------
+    // Building and sending responses
+
+    /// A response to `req` as bytes: Via stamped for `source`, Server header added.
+    fn response_bytes(
+        &self,
+        req: &Request,
+        source: Peer,
+        code: u16,
+        to_tag: Option<&str>,
+        mut extra: Vec<Header>,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Bytes {
+        extra.push(hdr("Server", self.config.user_agent.clone()));
+        let mut resp: Response = message::build_response(req, code, to_tag, extra, body);
+        if let Some(stamped) = stamped_via(req, source) {
+            let mut done = false;
+            for h in resp.headers.iter_mut() {
+                if !done && h.name().eq_ignore_ascii_case("Via") {
+                    done = true;
+                    let mut parts = headers::split_list(h.value());
+                    if !parts.is_empty() {
+                        parts[0] = stamped.clone(); // non-empty checked just above
+                    }
+                    *h = hdr("Via", parts.join(", "));
+                }
+            }
+        }
+        Bytes::from(resp.to_bytes())
+    }
+
+    fn contact(&self) -> Header {
+        let scheme = "sip";
+        hdr(
+            "Contact",
+            format!("<{scheme}:guichet@{}>", fmt_addr(self.config.local)),
+        )
+    }
+
+    fn options_headers(&self) -> Vec<Header> {
+        vec![
+            hdr("Allow", ALLOW),
+            hdr("Accept", "application/sdp"),
+            hdr("Supported", ""),
+        ]
+    }
+
+    fn push_transmit(out: &mut VecDeque<Output>, o: TsxOutput) {
+        if let TsxOutput::Transmit { to, bytes } = o {
+            out.push_back(Output::Transmit { to, bytes });
+        }
+    }
+
+    /// Drain a server transaction's output; drop it once terminated.
+    fn pump_server(&mut self, key: &TsxKey) {
+        if let Some(entry) = self.servers.get_mut(key) {
+            while let Some(o) = entry.poll_output() {
+                Self::push_transmit(&mut self.out, o); // TimedOut (Timer H): nothing to do
+            }
+            if entry.is_terminated() {
+                self.servers.remove(key);
+            }
+        }
+    }
+
+    /// Drain a client transaction's output; drop it once terminated. The call already
+    /// ended when the BYE was sent, so its final response or timeout only ends the
+    /// transaction.
+    fn pump_client(&mut self, key: &ClientKey) {
+        if let Some(entry) = self.clients.get_mut(key) {
+            while let Some(o) = entry.tsx.poll_output() {
+                match o {
+                    TsxOutput::Transmit { .. } => Self::push_transmit(&mut self.out, o),
+                    TsxOutput::Event(TsxEvent::Response(r)) => {
+                        tracing::debug!(code = r.status_code.code(), call = ?entry.call, "BYE answered")
+                    }
+                    TsxOutput::Event(TsxEvent::TimedOut) => {
+                        tracing::debug!(call = ?entry.call, "BYE timed out")
+                    }
+                }
+            }
+            if entry.tsx.is_terminated() {
+                self.clients.remove(key);
+            }
+        }
+    }
+
+    /// Answer a non-INVITE request through a new server transaction (statelessly when
+    /// the transaction table is full).
+    #[allow(clippy::too_many_arguments)]
+    fn respond_non_invite(
+        &mut self,
+        now: Instant,
+        source: Peer,
+        req: &Request,
+        key: TsxKey,
+        call: Option<CallKey>,
+        code: u16,
+        to_tag: Option<&str>,
+        extra: Vec<Header>,
+        body: Option<(&str, Vec<u8>)>,
+    ) {
+        let fresh_tag;
+        let to_tag = match to_tag {
+            Some(t) => Some(t),
+            None if code > 100 => {
+                fresh_tag = self.rng.tag();
+                Some(fresh_tag.as_str())
+            }
+            None => None,
+        };
+        let bytes = self.response_bytes(req, source, code, to_tag, extra, body);
+        let peer = reply_to(req, source);
+        if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+            self.out.push_back(Output::Transmit { to: peer, bytes });
+            return;
+        }
+        let mut tsx = ServerNonInvite::new(peer, self.config.timers);
+        tsx.handle_input(ServerNonInviteInput::Respond { now, code, bytes });
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tsx: ServerTsx::NonInvite(tsx),
+                call,
+            },
+        );
+        self.pump_server(&key);
+    }
+
+    /// Refuse an INVITE at once with a final response, keeping an INVITE server
+    /// transaction so its ACK is absorbed and retransmissions answered.
+    fn refuse_invite(&mut self, now: Instant, peer: Peer, key: TsxKey, bytes: Bytes, code: u16) {
+        if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+            self.out.push_back(Output::Transmit { to: peer, bytes });
+            return;
+        }
+        let tsx = ServerInvite::refused(now, peer, code, bytes, self.config.timers);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tsx: ServerTsx::Invite(tsx),
+                call: None,
+            },
+        );
+        self.pump_server(&key);
+    }
+
+    /// Send a response on the call's INVITE server transaction.
+    fn respond_invite(&mut self, now: Instant, key: &TsxKey, code: u16, bytes: Bytes) {
+        if let Some(ServerEntry {
+            tsx: ServerTsx::Invite(t),
+            ..
+        }) = self.servers.get_mut(key)
+        {
+            t.handle_input(ServerInviteInput::Respond { now, code, bytes });
+        }
+        self.pump_server(key);
+    }
+
+    // -------------------------------------------------------------------------------
+    // Messages in
+
+    pub(super) fn on_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        if !self.is_trusted(from.addr.ip()) {
+            self.stats.untrusted += 1;
+            return;
+        }
+        match message::read_datagram(bytes) {
+            Incoming::Drop(e) => {
+                tracing::debug!(error = %e, source = %from.addr, "dropped malformed message");
+                self.stats.dropped_malformed += 1;
+            }
+            Incoming::Response(r) => self.on_response(now, r),
+            Incoming::Request(r) => self.on_request(now, from, r),
+            Incoming::Refuse {
+                request,
+                code,
+                response,
+            } => self.on_refuse(now, from, request, code, response),
+        }
+    }
+
+    fn on_refuse(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        request: Option<Box<Request>>,
+        code: u16,
+        response: Vec<u8>,
+    ) {
+        let Some(req) = request else {
+            self.stats.refused += 1;
+            self.out.push_back(Output::Transmit {
+                to: from,
+                bytes: Bytes::from(response),
+            });
+            return;
+        };
+        if req.method == Method::Ack {
+            self.stats.refused += 1;
+            return; // an ACK is never answered
+        }
+        let Ok(key) = TsxKey::of_request(&req) else {
+            self.stats.refused += 1;
+            self.out.push_back(Output::Transmit {
+                to: reply_to(&req, from),
+                bytes: Bytes::from(response),
+            });
+            return;
+        };
+        if self.servers.contains_key(&key) {
+            self.absorb_retransmission(now, &key);
+            return;
+        }
+        self.stats.refused += 1;
+        let peer = reply_to(&req, from);
+        if req.method == Method::Invite {
+            self.refuse_invite(now, peer, key, Bytes::from(response), code);
+        } else {
+            let mut tsx = ServerNonInvite::new(peer, self.config.timers);
+            tsx.handle_input(ServerNonInviteInput::Respond {
+                now,
+                code,
+                bytes: Bytes::from(response),
+            });
+            if self.servers.len() < MAX_SERVER_TRANSACTIONS {
+                self.servers.insert(
+                    key.clone(),
+                    ServerEntry {
+                        tsx: ServerTsx::NonInvite(tsx),
+                        call: None,
+                    },
+                );
+                self.pump_server(&key);
+            } else {
+                while let Some(o) = tsx.poll_output() {
+                    Self::push_transmit(&mut self.out, o);
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, resp: Response) {
+        let Some(key) = ClientKey::of_response(&resp) else {
+            self.stats.stray_responses += 1;
+            return;
+        };
+        match self.clients.get_mut(&key) {
+            Some(entry) => {
+                entry.tsx.handle_input(ClientInput::Response {
+                    now,
+                    response: Box::new(resp),
+                });
+                self.pump_client(&key);
+            }
+            None => self.stats.stray_responses += 1,
+        }
+    }
+
+    fn absorb_retransmission(&mut self, now: Instant, key: &TsxKey) {
+        self.stats.retransmissions_absorbed += 1;
+        if let Some(entry) = self.servers.get_mut(key) {
+            match &mut entry.tsx {
+                ServerTsx::Invite(t) => t.handle_input(ServerInviteInput::Retransmission { now }),
+                ServerTsx::NonInvite(t) => {
+                    t.handle_input(ServerNonInviteInput::Retransmission { now })
+                }
+            }
+        }
+        self.pump_server(key);
+    }
+
+    fn on_request(&mut self, now: Instant, from: Peer, req: Request) {
+        let Ok(key) = TsxKey::of_request(&req) else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        if req.method == Method::Ack {
+            self.on_ack(now, &req, &key);
+            return;
+        }
+        if self.servers.contains_key(&key) {
+            self.absorb_retransmission(now, &key);
+            return;
+        }
+        if req.method == Method::Cancel {
+            self.on_cancel(now, from, &req, key);
+            return;
+        }
+        if let Some(id) = Dialog::id_of_request(&req) {
+            match self.dialogs.get(&id).copied() {
+                Some(call) => self.on_in_dialog(now, from, req, key, call),
+                None if req.method == Method::Invite => {
+                    let tag = self.rng.tag();
+                    let bytes = self.response_bytes(&req, from, 481, Some(&tag), vec![], None);
+                    self.refuse_invite(now, reply_to(&req, from), key, bytes, 481);
+                }
+                None => {
+                    self.respond_non_invite(now, from, &req, key, None, 481, None, vec![], None)
+                }
+            }
+            return;
+        }
+        // A new out-of-dialog request: rate-limited per source.
+        if !self.limiter.allow(from.addr.ip(), now) {
+            self.stats.rate_limited += 1;
+            return;
+        }
+        match req.method {
+            Method::Invite => self.on_new_invite(now, from, req, key),
+            Method::Options => {
+                let extra = self.options_headers();
+                self.respond_non_invite(now, from, &req, key, None, 200, None, extra, None)
+            }
+            // Not a registrar (yet): 405 with what we do allow.
+            Method::Register => self.respond_non_invite(
+                now,
+                from,
+                &req,
+                key,
+                None,
+                405,
+                None,
+                vec![hdr("Allow", ALLOW)],
+                None,
+            ),
+            Method::Bye | Method::Info | Method::Update | Method::PRack => {
+                self.respond_non_invite(now, from, &req, key, None, 481, None, vec![], None)
+            }
+            _ => self.respond_non_invite(
+                now,
+                from,
+                &req,
+                key,
+                None,
+                405,
+                None,
+                vec![hdr("Allow", ALLOW)],
+                None,
+            ),
+        }
+    }
+
+    fn on_new_invite(&mut self, now: Instant, from: Peer, req: Request, key: TsxKey) {
+        let tag = self.rng.tag();
+        if self.calls.len() >= self.config.max_calls {
+            self.stats.over_capacity += 1;
+            let extra = vec![hdr("Retry-After", self.config.retry_after_secs.to_string())];
+            let bytes = self.response_bytes(&req, from, 503, Some(&tag), extra, None);
+            self.refuse_invite(now, reply_to(&req, from), key, bytes, 503);
+            return;
+        }
+        let ruri = req.uri.to_string();
+        let to_user = headers::uri_user(&ruri).to_owned();
+        if !self.config.numbers.is_empty() && !self.config.numbers.contains(&to_user) {
+            let bytes = self.response_bytes(&req, from, 404, Some(&tag), vec![], None);
+            self.refuse_invite(now, reply_to(&req, from), key, bytes, 404);
+            return;
+        }
+        let peer = reply_to(&req, from);
+        let dialog = match Dialog::uas(&req, &tag, peer) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "INVITE cannot create a dialog");
+                let bytes = self.response_bytes(&req, from, 400, Some(&tag), vec![], None);
+                self.refuse_invite(now, peer, key, bytes, 400);
+                return;
+            }
+        };
+        let call = CallKey(self.next_call);
+        self.next_call = self.next_call.saturating_add(1);
+        let trying = self.response_bytes(&req, from, 100, None, vec![], None);
+        let tsx = ServerInvite::new(now, peer, trying, self.config.timers);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tsx: ServerTsx::Invite(tsx),
+                call: Some(call),
+            },
+        );
+        self.pump_server(&key);
+        let call_id = dialog.id().call_id.clone();
+        let from_uri = headers::first(&req.headers, "From")
+            .map(|f| headers::uri_of(f).to_owned())
+            .unwrap_or_default();
+        self.dialogs.insert(dialog.id().clone(), call);
+        self.calls.insert(
+            call,
+            Call {
+                state: CallState::Early,
+                source: from,
+                invite: req,
+                invite_key: key,
+                dialog,
+                local: None,
+                local_sdp: None,
+                session: None,
+                pending_2xx: None,
+                ends_at: None,
+                hangup_on_ack: false,
+            },
+        );
+        self.out.push_back(Output::Event(Event::IncomingCall {
+            call,
+            call_id,
+            from: from_uri,
+            to_user,
+            source: from,
+        }));
+    }
+
+    fn on_cancel(&mut self, now: Instant, from: Peer, req: &Request, key: TsxKey) {
+        let invite_key = key.with_method("INVITE");
+        let (proceeding, call) = match self.servers.get(&invite_key) {
+            Some(ServerEntry {
+                tsx: ServerTsx::Invite(t),
+                call,
+            }) => (t.is_proceeding(), *call),
+            _ => {
+                self.respond_non_invite(now, from, req, key, None, 481, None, vec![], None);
+                return;
+            }
+        };
+        let tag = call.and_then(|c| self.calls.get(&c)).map(Call::local_tag);
+        self.respond_non_invite(now, from, req, key, call, 200, tag.as_deref(), vec![], None);
+        if !proceeding {
+            return; // the INVITE already has its final response: CANCEL has no effect
+        }
+        if let Some(c) = call
+            && let Some(callst) = self.calls.get(&c)
+            && callst.state == CallState::Early
+        {
+            let bytes = self.response_bytes(
+                &callst.invite,
+                from,
+                487,
+                Some(&callst.local_tag()),
+                vec![],
+                None,
+            );
+            self.respond_invite(now, &invite_key, 487, bytes);
+            self.end_call(c, EndReason::Cancelled);
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, req: &Request, key: &TsxKey) {
+        if let Some(ServerEntry {
+            tsx: ServerTsx::Invite(t),
+            ..
+        }) = self.servers.get_mut(key)
+            && !t.is_accepted()
+        {
+            t.handle_input(ServerInviteInput::Ack { now });
+            self.pump_server(key);
+            return;
+        }
+        let Some(call) = Dialog::id_of_request(req).and_then(|id| self.dialogs.get(&id).copied())
+        else {
+            return; // an ACK for nothing we know: never answered
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let cseq = headers::cseq(&req.headers).map(|(n, _)| n);
+        let Some(p) = c.pending_2xx.take_if(|p| Some(p.cseq) == cseq) else {
+            return; // a retransmitted ACK
+        };
+        if c.state == CallState::Answered {
+            c.state = CallState::Confirmed;
+            c.ends_at = Some(now + self.config.max_call_duration);
+            self.out.push_back(Output::Event(Event::Confirmed { call }));
+        }
+        if p.answer_in_ack {
+            match sdp::accept_answer(&req.body) {
+                Ok(session) => {
+                    c.session = Some(session.clone());
+                    self.out
+                        .push_back(Output::Event(Event::MediaUpdated { call, session }));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, %call, "no usable SDP answer in the ACK");
+                    self.send_bye(now, call, EndReason::NoCommonCodec);
+                    return;
+                }
+            }
+        }
+        let hangup = self.calls.get(&call).is_some_and(|c| c.hangup_on_ack);
+        if hangup {
+            self.send_bye(now, call, EndReason::LocalBye);
+        }
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, from: Peer, req: Request, key: TsxKey, call: CallKey) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let tag = c.local_tag();
+        let cseq = headers::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
+        if let Err(e) = c.dialog.check_remote_cseq(cseq) {
+            tracing::debug!(error = %e, %call, "out-of-order in-dialog request");
+            if req.method == Method::Invite {
+                let bytes = self.response_bytes(&req, from, 500, Some(&tag), vec![], None);
+                self.refuse_invite(now, reply_to(&req, from), key, bytes, 500);
+            } else {
+                self.respond_non_invite(
+                    now,
+                    from,
+                    &req,
+                    key,
+                    Some(call),
+                    500,
+                    Some(&tag),
+                    vec![],
+                    None,
+                );
+            }
+            return;
+        }
+        match req.method {
+            Method::Bye => {
+                self.respond_non_invite(
+                    now,
+                    from,
+                    &req,
+                    key,
+                    Some(call),
+                    200,
+                    Some(&tag),
+                    vec![],
+                    None,
+                );
+                if let Some(c) = self.calls.get(&call)
+                    && c.state == CallState::Early
+                {
+                    let bytes = self.response_bytes(&c.invite, from, 487, Some(&tag), vec![], None);
+                    let ik = c.invite_key.clone();
+                    self.respond_invite(now, &ik, 487, bytes);
+                }
+                self.end_call(call, EndReason::RemoteBye);
+            }
+            Method::Invite => self.on_reinvite(now, from, req, key, call),
+            Method::Update => {
+                c.dialog.refresh_target(&req);
+                if req.body.is_empty() {
+                    self.respond_non_invite(
+                        now,
+                        from,
+                        &req,
+                        key,
+                        Some(call),
+                        200,
+                        Some(&tag),
+                        vec![self.contact()],
+                        None,
+                    );
+                    return;
+                }
+                match self.answer_offer(call, &req.body) {
+                    Ok(sdp) => {
+                        let extra = vec![self.contact()];
+                        self.respond_non_invite(
+                            now,
+                            from,
+                            &req,
+                            key,
+                            Some(call),
+                            200,
+                            Some(&tag),
+                            extra,
+                            Some(("application/sdp", sdp)),
+                        );
+                    }
+                    Err(code) => {
+                        let extra = self.warning(code);
+                        self.respond_non_invite(
+                            now,
+                            from,
+                            &req,
+                            key,
+                            Some(call),
+                            code.status(),
+                            Some(&tag),
+                            extra,
+                            None,
+                        );
+                    }
+                }
+            }
+            Method::Info => {
+                let content_type = headers::first(&req.headers, "Content-Type")
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                let body = Bytes::from(req.body.clone());
+                self.respond_non_invite(
+                    now,
+                    from,
+                    &req,
+                    key,
+                    Some(call),
+                    200,
+                    Some(&tag),
+                    vec![],
+                    None,
+                );
+                self.out.push_back(Output::Event(Event::Info {
+                    call,
+                    content_type,
+                    body,
+                }));
+            }
+            Method::Options => {
+                let extra = self.options_headers();
+                self.respond_non_invite(
+                    now,
+                    from,
+                    &req,
+                    key,
+                    Some(call),
+                    200,
+                    Some(&tag),
+                    extra,
+                    None,
+                );
+            }
+            _ => {
+                let extra = vec![hdr("Allow", ALLOW)];
+                self.respond_non_invite(
+                    now,
+                    from,
+                    &req,
+                    key,
+                    Some(call),
+                    405,
+                    Some(&tag),
+                    extra,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// A re-INVITE: answered at once by the UAS core (hold, resume, session refresh).
+    fn on_reinvite(&mut self, now: Instant, from: Peer, req: Request, key: TsxKey, call: CallKey) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let tag = c.local_tag();
+        let peer = reply_to(&req, from);
+        if c.state != CallState::Confirmed || c.pending_2xx.is_some() {
+            // An offer is already in progress (RFC 3261 14.2): 491 Request Pending.
+            let bytes = self.response_bytes(&req, from, 491, Some(&tag), vec![], None);
+            self.refuse_invite(now, peer, key, bytes, 491);
+            return;
+        }
+        c.dialog.refresh_target(&req);
+        let trying = self.response_bytes(&req, from, 100, None, vec![], None);
+        let tsx = ServerInvite::new(now, peer, trying, self.config.timers);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                tsx: ServerTsx::Invite(tsx),
+                call: Some(call),
+            },
+        );
+        self.pump_server(&key);
+        let cseq = headers::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
+        let (body, answer_in_ack) = if req.body.is_empty() {
+            // No offer: ours goes in the 2xx, the answer in the ACK.
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            let Some(local) = c.local.as_mut() else {
+                return; // Confirmed implies answered with local media
+            };
+            let sdp = sdp::offer(local);
+            c.local_sdp = Some(sdp.clone());
+            (sdp, true)
+        } else {
+            match self.answer_offer(call, &req.body) {
+                Ok(sdp) => (sdp, false),
+                Err(code) => {
+                    let extra = self.warning(code);
+                    let bytes =
+                        self.response_bytes(&req, from, code.status(), Some(&tag), extra, None);
+                    self.respond_invite(now, &key, code.status(), bytes);
+                    return;
+                }
+            }
+        };
+        let mut extra = vec![self.contact(), hdr("Allow", ALLOW)];
+        extra.extend(record_route_headers(&req));
+        let bytes = self.response_bytes(
+            &req,
+            from,
+            200,
+            Some(&tag),
+            extra,
+            Some(("application/sdp", body)),
+        );
+        self.respond_invite(now, &key, 200, bytes.clone());
+        let t1 = self.config.timers.t1;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.pending_2xx = Some(Pending2xx {
+                cseq,
+                bytes,
+                to: peer,
+                timer: Retransmit {
+                    at: now + t1,
+                    interval: t1,
+                },
+                give_up: now + t1 * 64,
+                answer_in_ack,
+            });
+        }
+    }
+
+    /// Answer an in-dialog offer; the `o=` version moves only when our SDP changes (so a
+    /// session refresh gets the same answer). Emits MediaUpdated when the session changed.
+    fn answer_offer(&mut self, call: CallKey, offer: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(Refusal::NotReady);
+        };
+        let Some(local) = c.local.as_mut() else {
+            return Err(Refusal::NotReady);
+        };
+        let mut answer = sdp::answer(offer, local).map_err(Refusal::from)?;
+        if c.local_sdp.as_deref() != Some(answer.sdp.as_slice()) {
+            local.version = local.version.saturating_add(1);
+            answer = sdp::answer(offer, local).map_err(Refusal::from)?;
+        }
+        c.local_sdp = Some(answer.sdp.clone());
+        if c.session.as_ref() != Some(&answer.session) {
+            c.session = Some(answer.session.clone());
+            self.out.push_back(Output::Event(Event::MediaUpdated {
+                call,
+                session: answer.session,
+            }));
+        }
+        Ok(answer.sdp)
+    }
+
+    fn warning(&self, refusal: Refusal) -> Vec<Header> {
+        let host = fmt_addr(self.config.local);
+        match refusal {
+            Refusal::NoCommonCodec => vec![hdr(
+                "Warning",
+                format!("305 {host} \"Incompatible media format\""),
+            )],
+            Refusal::NoMedia => vec![hdr(
+                "Warning",
+                format!("304 {host} \"Media type not available\""),
+            )],
+            Refusal::NotReady => vec![hdr("Retry-After", "1")],
+        }
+    }
+
+    // -------------------------------------------------------------------------------
+    // Commands
+
+    pub(super) fn on_command(&mut self, now: Instant, call: CallKey, command: CallCommand) {
+        let Some(c) = self.calls.get(&call) else {
+            tracing::debug!(%call, ?command, "command for a call that is over");
+            return;
+        };
+        let state = c.state;
+        match (command, state) {
+            (CallCommand::Ringing, CallState::Early) => {
+                let mut extra = vec![self.contact()];
+                extra.extend(record_route_headers(&c.invite));
+                let source = c.dialog_peer();
+                let bytes =
+                    self.response_bytes(&c.invite, source, 180, Some(&c.local_tag()), extra, None);
+                let key = c.invite_key.clone();
+                self.respond_invite(now, &key, 180, bytes);
+            }
+            (CallCommand::Answer { local }, CallState::Early) => self.answer(now, call, local),
+            (CallCommand::Reject { code }, CallState::Early) => {
+                let code = if (300..=699).contains(&code) {
+                    code
+                } else {
+                    603
+                };
+                self.final_non_2xx(now, call, code, vec![]);
+                self.end_call(call, EndReason::Rejected(code));
+            }
+            (CallCommand::Hangup, CallState::Early) => {
+                self.final_non_2xx(now, call, 480, vec![]);
+                self.end_call(call, EndReason::Rejected(480));
+            }
+            (CallCommand::Hangup, CallState::Answered) => {
+                // 15: no BYE before the ACK (or its timeout).
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.hangup_on_ack = true;
+                }
+            }
+            (CallCommand::Hangup, CallState::Confirmed) => {
+                self.send_bye(now, call, EndReason::LocalBye)
+            }
+            (command, state) => {
+                tracing::debug!(%call, ?command, ?state, "command ignored in this call state")
+            }
+        }
+    }
+
+    fn final_non_2xx(&mut self, now: Instant, call: CallKey, code: u16, extra: Vec<Header>) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let bytes = self.response_bytes(
+            &c.invite,
+            c.dialog_peer(),
+            code,
+            Some(&c.local_tag()),
+            extra,
+            None,
+        );
+        let key = c.invite_key.clone();
+        self.respond_invite(now, &key, code, bytes);
+    }
+
+    fn answer(&mut self, now: Instant, call: CallKey, local: LocalMedia) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let (body, session, answer_in_ack) = if c.invite.body.is_empty() {
+            (sdp::offer(&local), None, true)
+        } else {
+            match sdp::answer(&c.invite.body, &local) {
+                Ok(a) => (a.sdp, Some(a.session), false),
+                Err(e) => {
+                    let refusal = Refusal::from(e);
+                    let extra = self.warning(refusal);
+                    self.final_non_2xx(now, call, 488, extra);
+                    self.end_call(call, EndReason::NoCommonCodec);
+                    return;
+                }
+            }
+        };
+        let mut extra = vec![self.contact(), hdr("Allow", ALLOW), hdr("Supported", "")];
+        extra.extend(record_route_headers(&c.invite));
+        let source = c.dialog_peer();
+        let bytes = self.response_bytes(
+            &c.invite,
+            source,
+            200,
+            Some(&c.local_tag()),
+            extra,
+            Some(("application/sdp", body.clone())),
+        );
+        let key = c.invite_key.clone();
+        let cseq = headers::cseq(&c.invite.headers)
+            .map(|(n, _)| n)
+            .unwrap_or(0);
+        let to = reply_to(&c.invite, source);
+        self.respond_invite(now, &key, 200, bytes.clone());
+        let t1 = self.config.timers.t1;
+        if let Some(c) = self.calls.get_mut(&call) {
+            // Keep the version we answered with; later changes bump it.
+            c.local = Some(local);
+            c.local_sdp = Some(body);
+            c.session = session.clone();
+            c.state = CallState::Answered;
+            c.pending_2xx = Some(Pending2xx {
+                cseq,
+                bytes,
+                to,
+                timer: Retransmit {
+                    at: now + t1,
+                    interval: t1,
+                },
+                give_up: now + t1 * 64,
+                answer_in_ack,
+            });
+        }
+        self.out
+            .push_back(Output::Event(Event::Answered { call, session }));
+    }
+
+    /// Send BYE in the call's dialog through a client transaction and end the call.
+    fn send_bye(&mut self, now: Instant, call: CallKey, reason: EndReason) {
+        let branch = self.rng.branch();
+        let local = self.config.local;
+        let ua = self.config.user_agent.clone();
+        let timers = self.config.timers;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let bye = c.dialog.request("BYE", &branch, local, &ua);
+        let tsx = ClientNonInvite::new(now, bye.to, bye.bytes, timers);
+        let key = ClientKey {
+            branch,
+            method: "BYE".to_owned(),
+        };
+        self.clients.insert(
+            key.clone(),
+            ClientEntry {
+                tsx,
+                call: Some(call),
+            },
+        );
+        self.pump_client(&key);
+        self.end_call(call, reason);
+    }
+
+    /// The call is over for the engine: forget its dialog (transactions finish on their
+    /// own timers).
+    fn end_call(&mut self, call: CallKey, reason: EndReason) {
+        if let Some(c) = self.calls.remove(&call) {
+            self.dialogs.remove(c.dialog.id());
+            self.out
+                .push_back(Output::Event(Event::Ended { call, reason }));
+        }
+    }
+
+    // -------------------------------------------------------------------------------
+    // Timers
+
+    pub(super) fn on_timeout(&mut self, now: Instant) {
+        let due: Vec<TsxKey> = self
+            .servers
+            .iter()
+            .filter(|(_, e)| e.poll_timeout().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(entry) = self.servers.get_mut(&key) {
+                match &mut entry.tsx {
+                    ServerTsx::Invite(t) => t.handle_input(ServerInviteInput::Timeout { now }),
+                    ServerTsx::NonInvite(t) => {
+                        t.handle_input(ServerNonInviteInput::Timeout { now })
+                    }
+                }
+            }
+            self.pump_server(&key);
+        }
+        let due: Vec<ClientKey> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| e.tsx.poll_timeout().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(entry) = self.clients.get_mut(&key) {
+                entry.tsx.handle_input(ClientInput::Timeout { now });
+            }
+            self.pump_client(&key);
+        }
+        let due: Vec<CallKey> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.poll_timeout().is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for call in due {
+            self.call_timeout(now, call);
+        }
+    }
+
+    fn call_timeout(&mut self, now: Instant, call: CallKey) {
+        let t2 = self.config.timers.t2;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(p) = c.pending_2xx.as_mut() {
+            if now >= p.give_up {
+                // 13.3.1.4: no ACK in 64*T1: the dialog ends with a BYE.
+                c.pending_2xx = None;
+                self.send_bye(now, call, EndReason::AckTimeout);
+                return;
+            }
+            if now >= p.timer.at {
+                let interval = (p.timer.interval * 2).min(t2);
+                p.timer = Retransmit {
+                    at: now + interval,
+                    interval,
+                };
+                self.out.push_back(Output::Transmit {
+                    to: p.to,
+                    bytes: p.bytes.clone(),
+                });
+            }
+        }
+        if c.state == CallState::Confirmed && c.ends_at.is_some_and(|d| now >= d) {
+            self.send_bye(now, call, EndReason::MaxDuration);
+        }
+    }
+}
+
+impl Call {
+    /// The source the INVITE came from, as a peer for stamping Via (its reply-to peer
+    /// already carries the right address; `received`/`rport` are computed against it).
+    fn dialog_peer(&self) -> Peer {
+        self.source
+    }
+}
+
+/// Why an offer was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NoCommonCodec,
+    NoMedia,
+    /// Not answered yet (an offer in the early dialog).
+    NotReady,
+}
+
+impl Refusal {
+    fn status(self) -> u16 {
+        match self {
+            Refusal::NoCommonCodec | Refusal::NoMedia => 488,
+            Refusal::NotReady => 500,
+        }
+    }
+}
+
+impl From<SdpError> for Refusal {
+    fn from(e: SdpError) -> Self {
+        match e {
+            SdpError::NoCommonCodec(_) => Refusal::NoCommonCodec,
+            SdpError::NoAudio | SdpError::Parse(_) => Refusal::NoMedia,
+        }
+    }
+}
