@@ -1184,7 +1184,9 @@ impl From<SdpError> for Refusal {
     fn from(e: SdpError) -> Self {
         match e {
             SdpError::NoCommonCodec(_) => Refusal::NoCommonCodec,
-            SdpError::NoAudio | SdpError::Parse(_) => Refusal::NoMedia,
+            SdpError::NoAudio | SdpError::Parse(_) | SdpError::HostnameAddress(_) => {
+                Refusal::NoMedia
+            }
         }
     }
 }
