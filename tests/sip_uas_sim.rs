@@ -960,3 +960,21 @@ fn many_calls_leave_no_state_behind() {
     assert_eq!(sim.ep.transactions(), 0);
     assert_eq!(sim.ep.poll_timeout(), None);
 }
+
+#[test]
+fn flood_of_requests_in_unknown_dialogs_keeps_state_bounded() {
+    let mut sim = Sim::new(EndpointConfig {
+        rate_per_source: 10.0,
+        rate_burst: 20,
+        ..EndpointConfig::default()
+    });
+    let mut uac = Uac::new("198.51.100.9:5060", "ghosts");
+    for i in 0..5000 {
+        uac.to_tag = Some(format!("t{i}"));
+        let (bye, _) = uac.next("BYE", None);
+        sim.send(uac.peer, &bye);
+    }
+    assert!(sim.ep.transactions() <= 20, "{}", sim.ep.transactions());
+    assert!(sim.ep.stats().rate_limited >= 4980);
+    assert!(sim.take_sent().len() <= 20);
+}

@@ -379,6 +379,9 @@ impl Endpoint {
             self.absorb_retransmission(now, &key);
             return;
         }
+        if !self.admit(from, now) {
+            return;
+        }
         self.stats.refused += 1;
         let peer = reply_to(&req, from);
         if req.method == Method::Invite {
@@ -424,6 +427,16 @@ impl Endpoint {
         }
     }
 
+    /// The per-source rate limit on requests that would create state without belonging to
+    /// a call (new INVITE/OPTIONS/REGISTER, and the 481/405/refusals a flood would cause).
+    fn admit(&mut self, from: Peer, now: Instant) -> bool {
+        let allowed = self.limiter.allow(from.addr.ip(), now);
+        if !allowed {
+            self.stats.rate_limited += 1;
+        }
+        allowed
+    }
+
     fn absorb_retransmission(&mut self, now: Instant, key: &TsxKey) {
         self.stats.retransmissions_absorbed += 1;
         if let Some(entry) = self.servers.get_mut(key) {
@@ -457,6 +470,7 @@ impl Endpoint {
         if let Some(id) = Dialog::id_of_request(&req) {
             match self.dialogs.get(&id).copied() {
                 Some(call) => self.on_in_dialog(now, from, req, key, call),
+                None if !self.admit(from, now) => {}
                 None if req.method == Method::Invite => {
                     let tag = self.rng.tag();
                     let bytes = self.response_bytes(&req, from, 481, Some(&tag), vec![], None);
@@ -468,9 +482,7 @@ impl Endpoint {
             }
             return;
         }
-        // A new out-of-dialog request: rate-limited per source.
-        if !self.limiter.allow(from.addr.ip(), now) {
-            self.stats.rate_limited += 1;
+        if !self.admit(from, now) {
             return;
         }
         match req.method {
@@ -584,7 +596,9 @@ impl Endpoint {
                 call,
             }) => (t.is_proceeding(), *call),
             _ => {
-                self.respond_non_invite(now, from, req, key, None, 481, None, vec![], None);
+                if self.admit(from, now) {
+                    self.respond_non_invite(now, from, req, key, None, 481, None, vec![], None);
+                }
                 return;
             }
         };
@@ -1188,5 +1202,70 @@ impl From<SdpError> for Refusal {
                 Refusal::NoMedia
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::endpoint::EndpointConfig;
+    use crate::sip::message::SipMessage;
+    use std::time::Duration;
+
+    const INVITE: &str = "INVITE sip:0800@192.0.2.10 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKrefused\r\n\
+        From: <sip:a@192.0.2.1>;tag=f\r\nTo: <sip:0800@192.0.2.10>\r\nCall-ID: r1\r\n\
+        CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+
+    fn request(text: &str) -> Request {
+        match message::parse(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("bad test request: {other:?}"),
+        }
+    }
+
+    fn transmits(ep: &mut Endpoint) -> usize {
+        std::iter::from_fn(|| ep.poll_output())
+            .filter(|o| matches!(o, Output::Transmit { .. }))
+            .count()
+    }
+
+    #[test]
+    fn refused_invite_keeps_a_transaction_for_its_ack_and_retransmissions() {
+        let t0 = Instant::now();
+        let mut ep = Endpoint::new(EndpointConfig::default());
+        let from = Peer {
+            transport: Transport::Udp,
+            addr: "192.0.2.1:5060".parse().unwrap(),
+            conn: None,
+        };
+        let req = request(INVITE);
+        let resp = message::build_response(&req, 420, Some("x"), vec![], None).to_bytes();
+        ep.on_refuse(t0, from, Some(Box::new(req.clone())), 420, resp.clone());
+        assert_eq!(transmits(&mut ep), 1);
+        assert_eq!(ep.stats().refused, 1);
+        // The retransmitted INVITE is refused again by the transaction, not re-checked.
+        ep.on_refuse(
+            t0 + Duration::from_millis(100),
+            from,
+            Some(Box::new(req)),
+            420,
+            resp,
+        );
+        assert_eq!(transmits(&mut ep), 1);
+        assert_eq!(ep.stats().refused, 1);
+        assert_eq!(ep.stats().retransmissions_absorbed, 1);
+        // Timer G, then the ACK stops it.
+        ep.on_timeout(t0 + Duration::from_millis(500));
+        assert_eq!(transmits(&mut ep), 1);
+        let ack = INVITE
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace("0800@192.0.2.10>", "0800@192.0.2.10>;tag=x");
+        ep.on_message(t0 + Duration::from_millis(600), from, ack.as_bytes());
+        ep.on_timeout(t0 + Duration::from_secs(2));
+        assert_eq!(transmits(&mut ep), 0);
+        ep.on_timeout(t0 + Duration::from_secs(10));
+        assert_eq!(ep.transactions(), 0);
     }
 }
