@@ -978,3 +978,55 @@ fn flood_of_requests_in_unknown_dialogs_keeps_state_bounded() {
     assert!(sim.ep.stats().rate_limited >= 4980);
     assert!(sim.take_sent().len() <= 20);
 }
+
+#[test]
+fn unanswered_call_times_out_with_480() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "forgotten");
+    let call = sim.incoming_call(&mut uac, Some(OFFER));
+    sim.run_until(SECS(179));
+    assert!(sim.take_sent().is_empty());
+    sim.run_until(SECS(181));
+    let sent = sim.take_sent();
+    assert_eq!(sent[0].code(), 480);
+    assert_eq!(sent[0].at, SECS(180));
+    assert_eq!(ended(&sim.take_events()), vec![(call, EndReason::Timeout)]);
+    assert_eq!(sim.ep.active_calls(), 0);
+}
+
+#[test]
+fn merged_invite_on_another_branch_gets_482() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "merged");
+    sim.incoming_call(&mut uac, Some(OFFER));
+    let again = uac.request("INVITE", "z9hG4bK-other-path", 1, "INVITE", Some(OFFER));
+    sim.send(uac.peer, &again);
+    assert_eq!(sim.take_sent()[0].code(), 482);
+    assert!(sim.take_events().is_empty());
+    assert_eq!(sim.ep.active_calls(), 1);
+}
+
+#[test]
+fn contact_says_tcp_for_calls_over_tcp() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "tcpcontact");
+    uac.peer = Peer {
+        transport: Transport::Tcp,
+        addr: "192.0.2.1:50124".parse().unwrap(),
+        conn: Some(ConnId(3)),
+    };
+    let call = {
+        let invite = uac
+            .request("INVITE", "z9hG4bK-tc", 1, "INVITE", Some(OFFER))
+            .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+        sim.send(uac.peer, &invite);
+        sim.take_sent();
+        match sim.take_events().pop() {
+            Some(Event::IncomingCall { call, .. }) => call,
+            other => panic!("{other:?}"),
+        }
+    };
+    let ok = sim.answer(&mut uac, call);
+    assert!(ok.header("Contact").unwrap().contains(";transport=tcp"));
+    assert_eq!(ok.to, uac.peer);
+}

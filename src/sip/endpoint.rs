@@ -133,6 +133,10 @@ pub const RATE_LIMIT_SOURCES: usize = 10_000;
 /// Server transactions kept at most; past this, requests are answered statelessly.
 pub const MAX_SERVER_TRANSACTIONS: usize = 50_000;
 
+/// An INVITE the engine neither answers nor rejects in this long gets 480 and
+/// `Ended { Timeout }` (the RFC 3261 Timer C of a proxy is 3 minutes too).
+pub const EARLY_CALL_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// What the engine asks of a call.
 #[derive(Debug, Clone)]
 pub enum CallCommand {

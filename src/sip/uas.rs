@@ -15,7 +15,8 @@ use crate::ids::CallKey;
 use crate::sdp::{self, LocalMedia, SdpError, Session};
 use crate::sip::dialog::{Dialog, fmt_addr, record_route_headers};
 use crate::sip::endpoint::{
-    CallCommand, EndReason, Endpoint, Event, MAX_SERVER_TRANSACTIONS, Output, Peer, Transport,
+    CallCommand, EARLY_CALL_TIMEOUT, EndReason, Endpoint, Event, MAX_SERVER_TRANSACTIONS, Output,
+    Peer, Transport,
 };
 use crate::sip::headers::{self, ViaParts};
 use crate::sip::message::{self, Header, Incoming, Method, Request, Response};
@@ -160,6 +161,18 @@ fn stamped_via(req: &Request, source: Peer) -> Option<String> {
     Some(via.print())
 }
 
+/// Same Call-ID, From tag and CSeq (section 8.2.2.2).
+fn same_request(a: &Request, b: &Request) -> bool {
+    let from_tag = |r: &Request| {
+        headers::first(&r.headers, "From")
+            .and_then(headers::tag_param)
+            .map(str::to_owned)
+    };
+    headers::call_id(&a.headers) == headers::call_id(&b.headers)
+        && from_tag(a) == from_tag(b)
+        && headers::cseq(&a.headers) == headers::cseq(&b.headers)
+}
+
 fn hdr(name: &str, value: impl Into<String>) -> Header {
     Header::Other(name.to_owned(), value.into())
 }
@@ -196,11 +209,15 @@ impl Endpoint {
         Bytes::from(resp.to_bytes())
     }
 
-    fn contact(&self) -> Header {
-        let scheme = "sip";
+    /// Our Contact, with `transport=tcp` for dialogs over TCP.
+    fn contact(&self, transport: Transport) -> Header {
+        let param = match transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
         hdr(
             "Contact",
-            format!("<{scheme}:guichet@{}>", fmt_addr(self.config.local)),
+            format!("<sip:guichet@{}{param}>", fmt_addr(self.config.local)),
         )
     }
 
@@ -529,6 +546,13 @@ impl Endpoint {
             self.refuse_invite(now, reply_to(&req, from), key, bytes, 503);
             return;
         }
+        // 8.2.2.2: the same request (Call-ID, From tag, CSeq) on another branch is a merged
+        // request (forked back to us): 482, not a second call.
+        if self.calls.values().any(|c| same_request(&c.invite, &req)) {
+            let bytes = self.response_bytes(&req, from, 482, Some(&tag), vec![], None);
+            self.refuse_invite(now, reply_to(&req, from), key, bytes, 482);
+            return;
+        }
         let ruri = req.uri.to_string();
         let to_user = headers::uri_user(&ruri).to_owned();
         if !self.config.numbers.is_empty() && !self.config.numbers.contains(&to_user) {
@@ -575,7 +599,8 @@ impl Endpoint {
                 local_sdp: None,
                 session: None,
                 pending_2xx: None,
-                ends_at: None,
+                // An unanswered call cannot wait forever (a vanished engine task or UAC).
+                ends_at: Some(now + EARLY_CALL_TIMEOUT),
                 hangup_on_ack: false,
             },
         );
@@ -731,14 +756,14 @@ impl Endpoint {
                         Some(call),
                         200,
                         Some(&tag),
-                        vec![self.contact()],
+                        vec![self.contact(from.transport)],
                         None,
                     );
                     return;
                 }
                 match self.answer_offer(call, &req.body) {
                     Ok(sdp) => {
-                        let extra = vec![self.contact()];
+                        let extra = vec![self.contact(from.transport)];
                         self.respond_non_invite(
                             now,
                             from,
@@ -869,7 +894,7 @@ impl Endpoint {
                 }
             }
         };
-        let mut extra = vec![self.contact(), hdr("Allow", ALLOW)];
+        let mut extra = vec![self.contact(from.transport), hdr("Allow", ALLOW)];
         extra.extend(record_route_headers(&req));
         let bytes = self.response_bytes(
             &req,
@@ -947,7 +972,7 @@ impl Endpoint {
         let state = c.state;
         match (command, state) {
             (CallCommand::Ringing, CallState::Early) => {
-                let mut extra = vec![self.contact()];
+                let mut extra = vec![self.contact(c.source.transport)];
                 extra.extend(record_route_headers(&c.invite));
                 let source = c.dialog_peer();
                 let bytes =
@@ -1018,7 +1043,11 @@ impl Endpoint {
                 }
             }
         };
-        let mut extra = vec![self.contact(), hdr("Allow", ALLOW), hdr("Supported", "")];
+        let mut extra = vec![
+            self.contact(c.source.transport),
+            hdr("Allow", ALLOW),
+            hdr("Supported", ""),
+        ];
         extra.extend(record_route_headers(&c.invite));
         let source = c.dialog_peer();
         let bytes = self.response_bytes(
@@ -1042,6 +1071,7 @@ impl Endpoint {
             c.local_sdp = Some(body);
             c.session = session.clone();
             c.state = CallState::Answered;
+            c.ends_at = None;
             c.pending_2xx = Some(Pending2xx {
                 cseq,
                 bytes,
@@ -1162,8 +1192,14 @@ impl Endpoint {
                 });
             }
         }
-        if c.state == CallState::Confirmed && c.ends_at.is_some_and(|d| now >= d) {
-            self.send_bye(now, call, EndReason::MaxDuration);
+        let due = c.ends_at.is_some_and(|d| now >= d);
+        match c.state {
+            CallState::Confirmed if due => self.send_bye(now, call, EndReason::MaxDuration),
+            CallState::Early if due => {
+                self.final_non_2xx(now, call, 480, vec![]);
+                self.end_call(call, EndReason::Timeout);
+            }
+            _ => {}
         }
     }
 }
