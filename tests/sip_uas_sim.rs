@@ -1030,3 +1030,51 @@ fn contact_says_tcp_for_calls_over_tcp() {
     assert!(ok.header("Contact").unwrap().contains(";transport=tcp"));
     assert_eq!(ok.to, uac.peer);
 }
+
+#[test]
+fn reinvite_without_sdp_gets_our_offer_and_the_answer_in_the_ack() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "reoffer");
+    let call = sim.established(&mut uac);
+    let (reinvite, _) = uac.next("INVITE", None);
+    sim.send(uac.peer, &reinvite);
+    let sent = sim.take_sent();
+    assert_eq!(
+        sent.iter().map(Sent::code).collect::<Vec<_>>(),
+        vec![100, 200]
+    );
+    let offer = sent[1].body();
+    assert!(offer.contains("m=audio 30000 RTP/AVP 0 8 101"), "{offer}");
+    // Our offer differs from our first answer, so its o= version moved on.
+    assert!(offer.contains("o=guichet 77 2 "), "{offer}");
+    let answer = offer_with("sendonly", 2);
+    let cseq = uac.cseq;
+    sim.ack(&mut uac, cseq, Some(&answer));
+    match &sim.take_events()[..] {
+        [Event::MediaUpdated { call: c, session }] => {
+            assert_eq!(*c, call);
+            assert_eq!(session.local_direction, Direction::RecvOnly);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn hangup_before_the_ack_waits_for_it_then_sends_bye() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "impatient");
+    let call = sim.incoming_call(&mut uac, Some(OFFER));
+    sim.answer(&mut uac, call);
+    sim.take_events();
+    sim.command(call, CallCommand::Hangup);
+    assert!(sim.take_sent().is_empty()); // no BYE before the ACK (RFC 3261 section 15)
+    assert!(sim.take_events().is_empty());
+    sim.run_until(200 * MS);
+    sim.ack(&mut uac, 1, None);
+    let sent = sim.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].method(), "BYE");
+    let events = sim.take_events();
+    assert!(matches!(events[0], Event::Confirmed { .. }));
+    assert_eq!(ended(&events), vec![(call, EndReason::LocalBye)]);
+}

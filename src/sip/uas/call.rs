@@ -190,20 +190,15 @@ impl Endpoint {
         );
         self.pump_server(&key);
         let cseq = headers::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
-        let (body, answer_in_ack) = if req.body.is_empty() {
+        let offered = if req.body.is_empty() {
             // No offer: ours goes in the 2xx, the answer in the ACK.
-            let Some(c) = self.calls.get_mut(&call) else {
-                return;
-            };
-            let Some(local) = c.local.as_mut() else {
-                return; // Confirmed implies answered with local media
-            };
-            let sdp = sdp::offer(local);
-            c.local_sdp = Some(sdp.clone());
-            (sdp, true)
+            self.reoffer(call).map(|sdp| (sdp, true))
         } else {
-            match self.answer_offer(call, &req.body) {
-                Ok(sdp) => (sdp, false),
+            self.answer_offer(call, &req.body).map(|sdp| (sdp, false))
+        };
+        let (body, answer_in_ack) = {
+            match offered {
+                Ok(offered) => offered,
                 Err(code) => {
                     let extra = self.warning(code);
                     let bytes =
@@ -238,6 +233,24 @@ impl Endpoint {
                 answer_in_ack,
             });
         }
+    }
+
+    /// Our offer for a re-INVITE without SDP; the `o=` version moves only when it differs
+    /// from the last SDP we sent.
+    fn reoffer(&mut self, call: CallKey) -> Result<Vec<u8>, Refusal> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(Refusal::NotReady);
+        };
+        let Some(local) = c.local.as_mut() else {
+            return Err(Refusal::NotReady);
+        };
+        let mut offer = sdp::offer(local);
+        if c.local_sdp.as_deref() != Some(offer.as_slice()) {
+            local.version = local.version.saturating_add(1);
+            offer = sdp::offer(local);
+        }
+        c.local_sdp = Some(offer.clone());
+        Ok(offer)
     }
 
     /// Answer an in-dialog offer; the `o=` version moves only when our SDP changes (so a
