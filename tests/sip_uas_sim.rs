@@ -1078,3 +1078,111 @@ fn hangup_before_the_ack_waits_for_it_then_sends_bye() {
     assert!(matches!(events[0], Event::Confirmed { .. }));
     assert_eq!(ended(&events), vec![(call, EndReason::LocalBye)]);
 }
+
+mod random_traffic {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// UAC `uac` sends `method` (with our To tag when `in_dialog`), maybe with an offer.
+        Send {
+            uac: usize,
+            method: usize,
+            in_dialog: bool,
+            sdp: bool,
+            retransmit: bool,
+        },
+        Advance(u64),
+        Command {
+            call: u64,
+            command: usize,
+        },
+        Garbage(Vec<u8>),
+    }
+
+    const METHODS: [&str; 9] = [
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "REGISTER", "MESSAGE",
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..4usize, 0..METHODS.len(), any::<bool>(), any::<bool>(), any::<bool>())
+                .prop_map(|(uac, method, in_dialog, sdp, retransmit)| Op::Send { uac, method, in_dialog, sdp, retransmit }),
+            2 => (0..40_000u64).prop_map(Op::Advance),
+            2 => (1..8u64, 0..5usize).prop_map(|(call, command)| Op::Command { call, command }),
+            1 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(Op::Garbage),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn random_traffic_never_panics_and_leaves_no_state(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut sim = Sim::new(EndpointConfig { max_calls: 3, ..EndpointConfig::default() });
+            let mut uacs: Vec<Uac> = (0..4)
+                .map(|i| Uac::new(&format!("192.0.2.{}:5060", i + 1), &format!("r{i}")))
+                .collect();
+            let mut last: Vec<Option<String>> = vec![None; 4];
+            for op in ops {
+                match op {
+                    Op::Send { uac, method, in_dialog, sdp, retransmit } => {
+                        let u = &mut uacs[uac];
+                        if retransmit && let Some(text) = &last[uac] {
+                            let text = text.clone();
+                            sim.send(u.peer, &text);
+                            continue;
+                        }
+                        // Learn the To tag from what was sent to this UAC.
+                        if let Some(tag) = sim.sent.iter().rev().find(|s| s.to == u.peer).and_then(Sent::to_tag) {
+                            u.to_tag = Some(tag);
+                        }
+                        let saved = u.to_tag.clone();
+                        if !in_dialog {
+                            u.to_tag = None;
+                        }
+                        let m = METHODS[method];
+                        let body = sdp.then_some(OFFER);
+                        let text = if m == "ACK" || m == "CANCEL" {
+                            let b = u.branch();
+                            u.request(m, &b, u.cseq, m, body)
+                        } else {
+                            u.next(m, body).0
+                        };
+                        u.to_tag = saved;
+                        sim.send(u.peer, &text);
+                        last[uac] = Some(text);
+                    }
+                    Op::Advance(ms) => {
+                        let at = sim.now - sim.t0 + Duration::from_millis(ms);
+                        sim.run_until(at);
+                    }
+                    Op::Command { call, command } => {
+                        let command = match command {
+                            0 => CallCommand::Ringing,
+                            1 => CallCommand::Answer { local: local_media() },
+                            2 => CallCommand::Reject { code: 486 },
+                            3 => CallCommand::Reject { code: 42 },
+                            _ => CallCommand::Hangup,
+                        };
+                        sim.command(CallKey(call), command);
+                    }
+                    Op::Garbage(bytes) => {
+                        sim.ep.handle_input(Input::Message { now: sim.now, from: uacs[0].peer, bytes: &bytes });
+                        sim.drain();
+                    }
+                }
+                prop_assert!(sim.ep.active_calls() <= 3);
+            }
+            // Hang up whatever is left, then let every timer run out.
+            for call in 1..200u64 {
+                sim.command(CallKey(call), CallCommand::Hangup);
+            }
+            let at = sim.now - sim.t0 + SECS(300);
+            sim.run_until(at);
+            prop_assert_eq!(sim.ep.active_calls(), 0);
+            prop_assert_eq!(sim.ep.transactions(), 0);
+            prop_assert_eq!(sim.ep.poll_timeout(), None);
+        }
+    }
+}
