@@ -1182,6 +1182,15 @@ mod random_traffic {
             sim.run_until(at);
             prop_assert_eq!(sim.ep.active_calls(), 0);
             prop_assert_eq!(sim.ep.transactions(), 0);
+            // Every call that started ended exactly once.
+            let mut started: Vec<CallKey> = sim.events.iter().filter_map(|e| match e {
+                Event::IncomingCall { call, .. } => Some(*call),
+                _ => None,
+            }).collect();
+            let mut ends: Vec<CallKey> = ended(&sim.events).into_iter().map(|(c, _)| c).collect();
+            started.sort();
+            ends.sort();
+            prop_assert_eq!(started, ends);
             prop_assert_eq!(sim.ep.poll_timeout(), None);
         }
     }

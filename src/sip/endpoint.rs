@@ -156,19 +156,23 @@ pub enum CallCommand {
 pub enum EndReason {
     /// The caller sent BYE.
     RemoteBye,
-    /// We sent BYE (engine `Hangup`).
+    /// We sent BYE (engine `Hangup`), whatever its outcome (2xx, 481 or timeout): the
+    /// event comes when the BYE is sent; its client transaction finishes on its own.
     LocalBye,
     /// CANCEL before the answer.
     Cancelled,
     /// Our 2xx was never ACKed (64*T1): BYE sent.
     AckTimeout,
-    /// The offer had no codec we accept: 488 sent.
+    /// The offer had no codec we accept: 488 sent (or, for an answer in the ACK that we
+    /// cannot use, BYE sent).
     NoCommonCodec,
-    /// We refused the INVITE with this code.
+    /// We refused the INVITE with this code (`Reject`, or 480 for `Hangup` before the
+    /// answer).
     Rejected(u16),
     /// `max_call_duration` elapsed: BYE sent.
     MaxDuration,
-    /// A request we sent got no response in time.
+    /// A request we sent got no response in time, or the engine left an INVITE
+    /// unanswered for [`EARLY_CALL_TIMEOUT`] (480 sent).
     Timeout,
 }
 
@@ -200,7 +204,8 @@ pub enum Event {
         content_type: String,
         body: Bytes,
     },
-    /// The call is over (the dialog may still absorb retransmissions for a while).
+    /// The call is over (its transactions may still absorb retransmissions for a while).
+    /// Exactly one per call; commands for the call are ignored afterwards.
     Ended { call: CallKey, reason: EndReason },
 }
 
