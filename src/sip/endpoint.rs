@@ -42,7 +42,7 @@ use crate::sdp::{LocalMedia, Session};
 use crate::sip::dialog::DialogId;
 use crate::sip::ratelimit::RateLimiter;
 use crate::sip::transaction::{ClientKey, TsxKey};
-use crate::sip::uas::{Call, ClientEntry, ServerEntry};
+use crate::sip::uas::{Call, ClientEntry, Deadlines, ServerEntry};
 
 /// Transport a message came on / goes out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,7 +264,9 @@ pub struct Endpoint {
     pub(super) limiter: RateLimiter,
     pub(super) next_call: u64,
     pub(super) servers: HashMap<TsxKey, ServerEntry>,
+    pub(super) server_timers: Deadlines<TsxKey>,
     pub(super) clients: HashMap<ClientKey, ClientEntry>,
+    pub(super) client_timers: Deadlines<ClientKey>,
     pub(super) calls: HashMap<CallKey, Call>,
     pub(super) dialogs: HashMap<DialogId, CallKey>,
 }
@@ -284,7 +286,9 @@ impl Endpoint {
             out: VecDeque::new(),
             next_call: 1,
             servers: HashMap::new(),
+            server_timers: Deadlines::default(),
             clients: HashMap::new(),
+            client_timers: Deadlines::default(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),
         }
@@ -306,10 +310,14 @@ impl Endpoint {
 
     /// The earliest deadline over all transactions and dialogs.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let servers = self.servers.values().filter_map(ServerEntry::poll_timeout);
-        let clients = self.clients.values().filter_map(|c| c.tsx.poll_timeout());
+        // Transactions (possibly many) through their deadline heaps; calls (at most
+        // `max_calls`) by a scan.
         let calls = self.calls.values().filter_map(Call::poll_timeout);
-        servers.chain(clients).chain(calls).min()
+        [self.server_timers.next(), self.client_timers.next()]
+            .into_iter()
+            .flatten()
+            .chain(calls)
+            .min()
     }
 
     /// Counters so far.

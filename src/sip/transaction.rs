@@ -49,7 +49,7 @@ pub enum TsxError {
 
 /// What identifies a transaction (RFC 3261 section 17.2.3). ACK is keyed as the INVITE it
 /// acknowledges; CANCEL has its own key, and [`TsxKey::with_method`] finds what it cancels.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TsxKey {
     /// A branch with the `z9hG4bK` cookie: branch + sent-by + method.
     Rfc3261 {
@@ -122,7 +122,7 @@ impl TsxKey {
 }
 
 /// The key of a client transaction: our branch and the CSeq method (section 17.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientKey {
     pub branch: String,
     pub method: String,

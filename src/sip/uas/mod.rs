@@ -7,7 +7,9 @@
 //! Input: parsed messages with their source, commands, timeouts (all with `now`).
 //! Output: pushed onto the endpoint's output queue.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -131,6 +133,71 @@ impl Call {
     }
 }
 
+/// Transaction deadlines in a min-heap, cleaned lazily: `set` records the current
+/// deadline of a key (pushing only when it changed); entries whose key has since moved or
+/// gone are skipped when popped. [`Deadlines::next`] may therefore be early (a stale entry
+/// on top), which only costs the owner a harmless early wake-up.
+#[derive(Debug)]
+pub(crate) struct Deadlines<K: Ord + Hash + Clone> {
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
+    current: HashMap<K, Instant>,
+}
+
+impl<K: Ord + Hash + Clone> Default for Deadlines<K> {
+    fn default() -> Self {
+        Deadlines {
+            heap: BinaryHeap::new(),
+            current: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Hash + Clone> Deadlines<K> {
+    /// Record `key`'s deadline (`None`: it has none, or is gone).
+    pub(crate) fn set(&mut self, key: &K, at: Option<Instant>) {
+        match at {
+            Some(at) if self.current.get(key) != Some(&at) => {
+                self.current.insert(key.clone(), at);
+                self.heap.push(Reverse((at, key.clone())));
+            }
+            Some(_) => {}
+            None => {
+                self.current.remove(key);
+            }
+        }
+    }
+
+    /// The earliest deadline (possibly a stale, earlier one).
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Keys whose current deadline is at or before `now`, each once; they are forgotten
+    /// until `set` again.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Vec<K> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, key))) = self.heap.pop() else {
+                break; // peeked just above
+            };
+            if self.current.get(&key) == Some(&at) {
+                self.current.remove(&key);
+                due.push(key);
+            }
+        }
+        due
+    }
+
+    /// Entries in the heap, stale ones included (for bounds checks).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
 /// Where responses to `req` go (RFC 3261 18.2.2, RFC 3581): over TCP the connection it came
 /// on; over UDP the source IP, with the source port when `rport` was asked for, else the
 /// Via port (5060 by default).
@@ -247,6 +314,9 @@ impl Endpoint {
             }
             if entry.is_terminated() {
                 self.servers.remove(key);
+                self.server_timers.set(key, None);
+            } else {
+                self.server_timers.set(key, entry.poll_timeout());
             }
         }
     }
@@ -269,6 +339,9 @@ impl Endpoint {
             }
             if entry.tsx.is_terminated() {
                 self.clients.remove(key);
+                self.client_timers.set(key, None);
+            } else {
+                self.client_timers.set(key, entry.tsx.poll_timeout());
             }
         }
     }
@@ -704,13 +777,7 @@ impl Endpoint {
     // Timers
 
     pub(super) fn on_timeout(&mut self, now: Instant) {
-        let due: Vec<TsxKey> = self
-            .servers
-            .iter()
-            .filter(|(_, e)| e.poll_timeout().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
+        for key in self.server_timers.pop_due(now) {
             if let Some(entry) = self.servers.get_mut(&key) {
                 match &mut entry.tsx {
                     ServerTsx::Invite(t) => t.handle_input(ServerInviteInput::Timeout { now }),
@@ -721,18 +788,13 @@ impl Endpoint {
             }
             self.pump_server(&key);
         }
-        let due: Vec<ClientKey> = self
-            .clients
-            .iter()
-            .filter(|(_, e)| e.tsx.poll_timeout().is_some_and(|d| d <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
+        for key in self.client_timers.pop_due(now) {
             if let Some(entry) = self.clients.get_mut(&key) {
                 entry.tsx.handle_input(ClientInput::Timeout { now });
             }
             self.pump_client(&key);
         }
+        // Calls are few (at most `max_calls`): a scan is cheaper than bookkeeping.
         let due: Vec<CallKey> = self
             .calls
             .iter()
@@ -807,5 +869,26 @@ mod tests {
         assert_eq!(transmits(&mut ep), 0);
         ep.on_timeout(t0 + Duration::from_secs(10));
         assert_eq!(ep.transactions(), 0);
+    }
+
+    #[test]
+    fn deadlines_skip_stale_entries_and_pop_each_key_once() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut d: Deadlines<u32> = Deadlines::default();
+        d.set(&1, Some(at(100)));
+        d.set(&1, Some(at(100))); // unchanged: not pushed again
+        d.set(&2, Some(at(50)));
+        d.set(&2, Some(at(300))); // moved later: the 50 ms entry is stale
+        d.set(&3, Some(at(10)));
+        d.set(&3, None); // gone
+        assert_eq!(d.len(), 4);
+        assert_eq!(d.next(), Some(at(10))); // early (stale) is allowed
+        assert_eq!(d.pop_due(at(200)), vec![1]);
+        assert_eq!(d.next(), Some(at(300)));
+        assert!(d.pop_due(at(299)).is_empty());
+        assert_eq!(d.pop_due(at(300)), vec![2]);
+        assert_eq!(d.next(), None);
+        assert_eq!(d.len(), 0);
     }
 }
