@@ -1195,3 +1195,45 @@ mod random_traffic {
         }
     }
 }
+
+#[test]
+fn retransmitted_bye_and_info_are_answered_from_the_transaction_not_processed_twice() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "dup");
+    let call = sim.established(&mut uac);
+    let (info, _) = uac.next("INFO", None);
+    sim.send(uac.peer, &info);
+    sim.run_until(SECS(1));
+    sim.send(uac.peer, &info); // our 200 was lost
+    let sent = sim.take_sent();
+    assert_eq!(
+        sent.iter().map(Sent::code).collect::<Vec<_>>(),
+        vec![200, 200]
+    );
+    assert_eq!(sent[0].to_tag(), sent[1].to_tag());
+    let infos = sim
+        .take_events()
+        .iter()
+        .filter(|e| matches!(e, Event::Info { .. }))
+        .count();
+    assert_eq!(infos, 1);
+
+    let (bye, _) = uac.next("BYE", None);
+    sim.send(uac.peer, &bye);
+    sim.run_until(SECS(2));
+    sim.send(uac.peer, &bye); // our 200 was lost again
+    let sent = sim.take_sent();
+    assert_eq!(
+        sent.iter().map(Sent::code).collect::<Vec<_>>(),
+        vec![200, 200]
+    );
+    assert_eq!(
+        ended(&sim.take_events()),
+        vec![(call, EndReason::RemoteBye)]
+    );
+    assert_eq!(sim.ep.stats().retransmissions_absorbed, 2);
+    // After Timer J the BYE transaction is gone: a very late copy gets 481.
+    sim.run_until(SECS(40));
+    sim.send(uac.peer, &bye);
+    assert_eq!(sim.take_sent()[0].code(), 481);
+}
