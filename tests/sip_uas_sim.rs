@@ -1237,3 +1237,226 @@ fn retransmitted_bye_and_info_are_answered_from_the_transaction_not_processed_tw
     sim.send(uac.peer, &bye);
     assert_eq!(sim.take_sent()[0].code(), 481);
 }
+
+/// A whole call over a lossy network: the UAC side runs Guichet's own client transactions
+/// (Timer A/E retransmissions), ACKs every 2xx it gets, and hangs up after 5 s.
+mod lossy_network {
+    use super::*;
+    use guichet::sip::endpoint::Timers;
+    use guichet::sip::message::{Request, build_response};
+    use guichet::sip::transaction::{
+        ClientInput, ClientInvite, ClientKey, ClientNonInvite, TsxEvent, TsxOutput,
+    };
+    use proptest::prelude::*;
+
+    struct Lossy {
+        state: u64,
+        percent: u64,
+    }
+
+    impl Lossy {
+        fn lost(&mut self) -> bool {
+            self.state = self
+                .state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.state >> 33) % 100 < self.percent
+        }
+    }
+
+    fn request(text: &str) -> Request {
+        match parse(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[derive(Default)]
+    struct Outcome {
+        incoming: usize,
+        ended: Vec<EndReason>,
+        bye_final: Option<u16>,
+    }
+
+    fn run(seed: u64, percent: u64) -> Outcome {
+        let mut sim = Sim::default();
+        let mut net = Lossy {
+            state: seed,
+            percent,
+        };
+        let mut uac = Uac::new("192.0.2.1:5060", "lossy");
+        let server = udp("192.0.2.10:5060");
+        let invite_text = uac.request("INVITE", "z9hG4bK-lossy-inv", 1, "INVITE", Some(OFFER));
+        let mut invite =
+            ClientInvite::new(sim.now, server, request(&invite_text), Timers::default());
+        let mut bye: Option<ClientNonInvite> = None;
+        let mut outcome = Outcome::default();
+        let end = sim.t0 + SECS(120);
+        loop {
+            // Settle: move messages both ways until nothing is in flight.
+            loop {
+                let mut moved = false;
+                let mut uac_out: Vec<TsxOutput> =
+                    std::iter::from_fn(|| invite.poll_output()).collect();
+                if let Some(b) = bye.as_mut() {
+                    uac_out.extend(std::iter::from_fn(|| b.poll_output()));
+                }
+                for o in uac_out {
+                    moved = true;
+                    match o {
+                        TsxOutput::Transmit { bytes, .. } => {
+                            if !net.lost() {
+                                sim.ep.handle_input(Input::Message {
+                                    now: sim.now,
+                                    from: uac.peer,
+                                    bytes: &bytes,
+                                });
+                            }
+                        }
+                        TsxOutput::Event(TsxEvent::Response(r)) => {
+                            let code = r.status_code.code();
+                            let is_bye = headers::cseq(&r.headers).is_some_and(|(_, m)| m == "BYE");
+                            if is_bye && code >= 200 {
+                                outcome.bye_final = Some(code);
+                            } else if (200..300).contains(&code) {
+                                // 13.2.2.4: ACK every 2xx, retransmissions included.
+                                uac.to_tag = headers::first(&r.headers, "To")
+                                    .and_then(headers::tag_param)
+                                    .map(str::to_owned);
+                                let branch = uac.branch();
+                                let ack = uac.request("ACK", &branch, 1, "ACK", None);
+                                if !net.lost() {
+                                    sim.ep.handle_input(Input::Message {
+                                        now: sim.now,
+                                        from: uac.peer,
+                                        bytes: ack.as_bytes(),
+                                    });
+                                }
+                            }
+                        }
+                        TsxOutput::Event(TsxEvent::TimedOut) => {}
+                    }
+                }
+                while let Some(o) = sim.ep.poll_output() {
+                    moved = true;
+                    match o {
+                        Output::Transmit { bytes, .. } => {
+                            if net.lost() {
+                                continue;
+                            }
+                            match parse(&bytes) {
+                                Ok(SipMessage::Response(r)) => {
+                                    let key = ClientKey::of_response(&r);
+                                    let input = ClientInput::Response {
+                                        now: sim.now,
+                                        response: Box::new(r),
+                                    };
+                                    match (key, bye.as_mut()) {
+                                        (Some(k), Some(b)) if k.method == "BYE" => {
+                                            b.handle_input(input)
+                                        }
+                                        _ => invite.handle_input(input),
+                                    }
+                                }
+                                Ok(SipMessage::Request(r)) => {
+                                    // Our endpoint's BYE (ACK timeout): the UAC says 200.
+                                    let ok = build_response(&r, 200, None, vec![], None).to_bytes();
+                                    if !net.lost() {
+                                        sim.ep.handle_input(Input::Message {
+                                            now: sim.now,
+                                            from: uac.peer,
+                                            bytes: &ok,
+                                        });
+                                    }
+                                }
+                                Err(e) => panic!("unparseable output: {e}"),
+                            }
+                        }
+                        Output::Event(Event::IncomingCall { call, .. }) => {
+                            outcome.incoming += 1;
+                            sim.ep.handle_input(Input::Command {
+                                now: sim.now,
+                                call,
+                                command: CallCommand::Answer {
+                                    local: local_media(),
+                                },
+                            });
+                        }
+                        Output::Event(Event::Ended { reason, .. }) => outcome.ended.push(reason),
+                        Output::Event(_) => {}
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            // The caller hangs up 5 s after it got the 2xx.
+            if bye.is_none() && uac.to_tag.is_some() && sim.now >= sim.t0 + SECS(5) {
+                let b = uac.branch();
+                uac.cseq += 1;
+                let text = uac.request("BYE", &b, uac.cseq, "BYE", None);
+                bye = Some(ClientNonInvite::new(
+                    sim.now,
+                    server,
+                    Bytes::from(text),
+                    Timers::default(),
+                ));
+                continue;
+            }
+            let mut next = [
+                sim.ep.poll_timeout(),
+                invite.poll_timeout(),
+                bye.as_ref().and_then(ClientNonInvite::poll_timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if bye.is_none() && uac.to_tag.is_some() {
+                next = Some(next.map_or(sim.t0 + SECS(5), |n| n.min(sim.t0 + SECS(5))));
+            }
+            let Some(next) = next.filter(|n| *n <= end) else {
+                break;
+            };
+            sim.now = sim.now.max(next);
+            sim.ep.handle_input(Input::Timeout { now: sim.now });
+            invite.handle_input(ClientInput::Timeout { now: sim.now });
+            if let Some(b) = bye.as_mut() {
+                b.handle_input(ClientInput::Timeout { now: sim.now });
+            }
+        }
+        assert_eq!(sim.ep.active_calls(), 0);
+        assert_eq!(sim.ep.transactions(), 0);
+        outcome
+    }
+
+    #[test]
+    fn thirty_percent_loss_still_completes_calls() {
+        for seed in 0..20 {
+            let o = run(seed, 30);
+            assert_eq!(o.incoming, 1, "seed {seed}");
+            assert_eq!(o.ended, vec![EndReason::RemoteBye], "seed {seed}");
+            assert_eq!(o.bye_final, Some(200), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn no_loss_gives_a_clean_call() {
+        let o = run(1, 0);
+        assert_eq!(o.incoming, 1);
+        assert_eq!(o.ended, vec![EndReason::RemoteBye]);
+        assert_eq!(o.bye_final, Some(200));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn lossy_network_never_doubles_a_call_and_ends_it_once(seed in any::<u64>(), percent in 0..40u64) {
+            let o = run(seed, percent);
+            prop_assert!(o.incoming <= 1, "INVITE retransmissions made {} calls", o.incoming);
+            prop_assert_eq!(o.ended.len(), o.incoming);
+            if o.bye_final == Some(200) {
+                prop_assert_eq!(&o.ended, &vec![EndReason::RemoteBye]);
+            }
+        }
+    }
+}
