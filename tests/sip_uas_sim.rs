@@ -1460,3 +1460,21 @@ mod lossy_network {
         }
     }
 }
+
+#[test]
+fn absurd_timer_config_cannot_overflow_deadlines() {
+    let mut sim = Sim::new(EndpointConfig {
+        max_call_duration: Duration::MAX,
+        timers: guichet::sip::endpoint::Timers {
+            t1: Duration::MAX,
+            t2: Duration::ZERO,
+            t4: Duration::MAX,
+        },
+        ..EndpointConfig::default()
+    });
+    let mut uac = Uac::new("192.0.2.1:5060", "absurd");
+    let call = sim.incoming_call(&mut uac, Some(OFFER));
+    sim.answer(&mut uac, call);
+    sim.run_until(SECS(3600 * 24));
+    assert_eq!(ended(&sim.take_events())[0].1, EndReason::AckTimeout);
+}

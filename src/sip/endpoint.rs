@@ -82,6 +82,24 @@ impl Default for Timers {
     }
 }
 
+impl Timers {
+    /// The values with T1 in 1 ms..=60 s, T2 in T1..=10 min, T4 up to 10 min, so that
+    /// every deadline (at most 64*T1 ahead) is far from overflowing an `Instant`.
+    pub fn clamped(self) -> Timers {
+        let t1 = self
+            .t1
+            .clamp(Duration::from_millis(1), Duration::from_secs(60));
+        Timers {
+            t1,
+            t2: self.t2.clamp(t1, Duration::from_secs(600)),
+            t4: self.t4.min(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// The longest `max_call_duration` honoured (longer values are cut to this).
+pub const MAX_CALL_DURATION_CAP: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Static settings of an endpoint. Every limit has a default.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -273,7 +291,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// A new endpoint with no calls.
-    pub fn new(config: EndpointConfig) -> Self {
+    pub fn new(mut config: EndpointConfig) -> Self {
+        // Operator-controlled durations are bounded so deadline arithmetic cannot overflow.
+        config.timers = config.timers.clamped();
+        config.max_call_duration = config.max_call_duration.min(MAX_CALL_DURATION_CAP);
         Endpoint {
             rng: SplitMix64(config.seed),
             limiter: RateLimiter::new(

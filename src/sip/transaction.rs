@@ -12,6 +12,7 @@
 //! Over a reliable transport (TCP) the retransmission timers (G, A, E) are off and the
 //! absorption timers (I, J, K, D) are zero; H, B, F, L, M still apply.
 //!
+//! Timer values are clamped ([`Timers::clamped`]) so deadline arithmetic cannot overflow.
 //! Every input carries `now`; outputs ([`TsxOutput`]) are drained with `poll_output`;
 //! `poll_timeout` is the next deadline. Timers are deadlines in the state, never spawned.
 //! [`TsxKey`] implements the matching rules of section 17.2.3 (and 17.1.3 for responses).
@@ -240,6 +241,7 @@ impl ServerInvite {
     /// A transaction for a new INVITE from `peer`: `trying` (a 100) is sent at once.
     pub fn new(now: Instant, peer: Peer, trying: Bytes, timers: Timers) -> Self {
         let _ = now;
+        let timers = timers.clamped();
         let mut tsx = ServerInvite {
             peer,
             timers,
@@ -254,6 +256,7 @@ impl ServerInvite {
     /// A transaction created directly in Completed with a final response already built
     /// (an INVITE refused before any processing): the response is sent at once.
     pub fn refused(now: Instant, peer: Peer, code: u16, response: Bytes, timers: Timers) -> Self {
+        let timers = timers.clamped();
         let mut tsx = ServerInvite {
             peer,
             timers,
@@ -434,6 +437,7 @@ pub struct ServerNonInvite {
 
 impl ServerNonInvite {
     pub fn new(peer: Peer, timers: Timers) -> Self {
+        let timers = timers.clamped();
         ServerNonInvite {
             peer,
             timers,
@@ -552,6 +556,7 @@ pub struct ClientNonInvite {
 impl ClientNonInvite {
     /// Send `request` to `peer` now and start Timers E and F.
     pub fn new(now: Instant, peer: Peer, request: Bytes, timers: Timers) -> Self {
+        let timers = timers.clamped();
         let timer_e = (!reliable(&peer)).then_some(Retransmit {
             at: now + timers.t1,
             interval: timers.t1,
@@ -700,6 +705,7 @@ pub struct ClientInvite {
 impl ClientInvite {
     /// Send `request` to `peer` now and start Timers A and B.
     pub fn new(now: Instant, peer: Peer, request: Request, timers: Timers) -> Self {
+        let timers = timers.clamped();
         let bytes = Bytes::from(request.to_bytes());
         let timer_a = (!reliable(&peer)).then_some(Retransmit {
             at: now + timers.t1,
