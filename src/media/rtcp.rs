@@ -155,6 +155,10 @@ impl RtcpSession {
     pub fn new(config: RtcpConfig, local_ssrc: Ssrc, now: Instant) -> Self {
         let mut config = config;
         config.clock_rate = config.clock_rate.max(1);
+        // An SDES item holds at most 255 bytes.
+        while config.cname.len() > 255 {
+            config.cname.pop();
+        }
         if config.interval.is_zero() {
             config.interval = Duration::from_secs(5);
         }
@@ -209,6 +213,21 @@ impl RtcpSession {
         reception: Option<ReceptionReport>,
         out: &mut Vec<u8>,
     ) -> Result<(), RtcpError> {
+        let result = self.write_compound(now, wall, sender, reception, out);
+        self.counters.reports_sent += u64::from(result.is_ok());
+        let base = self.next_report_at.max(now);
+        self.next_report_at = base + randomised(&mut self.rng, self.config.interval);
+        result
+    }
+
+    fn write_compound(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        sender: Option<SenderInfo>,
+        reception: Option<ReceptionReport>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RtcpError> {
         let block = reception.map(|r| self.report_block(now, r));
         let sdes = Sdes::builder().add_chunk(SdesChunk::builder(self.local_ssrc.0).add_item(
             SdesItem::builder(SdesItem::CNAME, self.config.cname.as_str()),
@@ -241,12 +260,10 @@ impl RtcpSession {
         let written = compound.write_into(&mut out[start..])?;
         out.truncate(start + written);
         if sender.is_some() {
+            // sent_sr_next < SENT_SR_MEMORY: kept by the modulo below.
             self.sent_srs[self.sent_sr_next] = Some((ntp_middle(ntp), now));
             self.sent_sr_next = (self.sent_sr_next + 1) % SENT_SR_MEMORY;
         }
-        self.counters.reports_sent += 1;
-        let base = self.next_report_at.max(now);
-        self.next_report_at = base + randomised(&mut self.rng, self.config.interval);
         Ok(())
     }
 

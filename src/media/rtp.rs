@@ -21,8 +21,9 @@
 //! `Ignored(reason)` (counted per reason). Parsing uses `rtp_types` (fuzzed, zero-copy).
 //!
 //! Symmetric RTP latching: the receiver locks onto the source address that sends
-//! `latch_after` (default 2) consecutive valid packets with one SSRC and an expected payload
-//! type. After that, packets from any other address are ignored (RTP bleed protection),
+//! `latch_after` (default 2) consecutive valid packets (consecutive sequence numbers, one
+//! SSRC, an expected payload type). Up to four competing sources are counted separately, so
+//! a stray stream interleaved with the real one cannot stop it from latching. After that, packets from any other address are ignored (RTP bleed protection),
 //! unless the latched source has been silent for `relatch_after`, or the owner calls
 //! [`RtpReceiver::unlatch`] (e.g. after a re-INVITE that moved the peer).
 //!
@@ -459,11 +460,27 @@ pub struct ReceptionReport {
     pub jitter: u32,
 }
 
+/// How many competing sources latching keeps track of at once.
+const LATCH_CANDIDATES: usize = 4;
+
+/// A source trying to latch: its address, SSRC, last sequence number, and how many
+/// consecutive (in sequence) valid packets it has sent.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    addr: SocketAddr,
+    ssrc: u32,
+    last_seq: u16,
+    count: u8,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Latch {
-    /// Looking for a source; `candidate` counts its consecutive valid packets.
+    /// Looking for a source. Each candidate is counted on its own, so a stray stream
+    /// interleaved with the real one cannot keep it from latching.
     Searching {
-        candidate: Option<(SocketAddr, u32, u8)>,
+        candidates: [Option<Candidate>; LATCH_CANDIDATES],
+        /// Next slot to reuse when all are taken (round robin).
+        evict: usize,
     },
     Latched {
         addr: SocketAddr,
@@ -611,7 +628,10 @@ impl RtpReceiver {
         RtpReceiver {
             config,
             epoch: now,
-            latch: Latch::Searching { candidate: None },
+            latch: Latch::Searching {
+                candidates: [None; LATCH_CANDIDATES],
+                evict: 0,
+            },
             seq: None,
             last_packet_at: now,
             ignored: [0; IgnoreReason::ALL.len()],
@@ -639,7 +659,10 @@ impl RtpReceiver {
     /// `latch_after` valid packets is latched. Statistics are kept.
     pub fn unlatch(&mut self) {
         if matches!(self.latch, Latch::Latched { .. }) {
-            self.latch = Latch::Searching { candidate: None };
+            self.latch = Latch::Searching {
+                candidates: [None; LATCH_CANDIDATES],
+                evict: 0,
+            };
         }
     }
 
@@ -743,15 +766,18 @@ impl RtpReceiver {
                     return self.ignore(IgnoreReason::OtherSource);
                 }
                 // The latched source went quiet: let another one prove itself.
-                self.latch = Latch::Searching { candidate: None };
-                if let Some(r) = self.latching_step(from, ssrc) {
+                self.latch = Latch::Searching {
+                    candidates: [None; LATCH_CANDIDATES],
+                    evict: 0,
+                };
+                if let Some(r) = self.latching_step(from, ssrc, seq) {
                     return r;
                 }
                 self.relatches += 1;
             }
             Latch::Searching { .. } => {
                 let had_latched = self.seq.is_some();
-                if let Some(r) = self.latching_step(from, ssrc) {
+                if let Some(r) = self.latching_step(from, ssrc, seq) {
                     return r;
                 }
                 if had_latched {
@@ -828,20 +854,49 @@ impl RtpReceiver {
     /// One step of the latching state machine while searching. `Some` means the packet
     /// is consumed by latching; `None` means the source is now latched and the packet
     /// should be delivered.
-    fn latching_step(&mut self, from: SocketAddr, ssrc: u32) -> Option<Received> {
-        let count = match self.latch {
-            Latch::Searching {
-                candidate: Some((addr, cssrc, n)),
-            } if addr == from && cssrc == ssrc => n.saturating_add(1),
-            _ => 1,
+    fn latching_step(&mut self, from: SocketAddr, ssrc: u32, seq: u16) -> Option<Received> {
+        let Latch::Searching {
+            mut candidates,
+            mut evict,
+        } = self.latch
+        else {
+            return None;
+        };
+        let found = candidates
+            .iter_mut()
+            .flatten()
+            .find(|c| c.addr == from && c.ssrc == ssrc);
+        let count = match found {
+            Some(c) => {
+                c.count = if seq == c.last_seq.wrapping_add(1) {
+                    c.count.saturating_add(1)
+                } else {
+                    1
+                };
+                c.last_seq = seq;
+                c.count
+            }
+            None => {
+                let fresh = Candidate {
+                    addr: from,
+                    ssrc,
+                    last_seq: seq,
+                    count: 1,
+                };
+                if let Some(slot) = candidates.iter_mut().find(|c| c.is_none()) {
+                    *slot = Some(fresh);
+                } else if let Some(slot) = candidates.get_mut(evict % LATCH_CANDIDATES) {
+                    *slot = Some(fresh);
+                    evict = (evict + 1) % LATCH_CANDIDATES;
+                }
+                1
+            }
         };
         if count >= self.config.latch_after {
             self.latch = Latch::Latched { addr: from };
             None
         } else {
-            self.latch = Latch::Searching {
-                candidate: Some((from, ssrc, count)),
-            };
+            self.latch = Latch::Searching { candidates, evict };
             Some(self.ignore(IgnoreReason::Latching))
         }
     }
@@ -1052,6 +1107,41 @@ mod tests {
         }
         assert_eq!(rx.ignored(IgnoreReason::OtherSource), 10);
         assert_eq!(rx.latched(), Some(peer));
+    }
+
+    #[test]
+    fn interleaved_bleed_cannot_block_latching() {
+        let t0 = Instant::now();
+        let peer = addr("192.0.2.1:4000");
+        let mut rx = RtpReceiver::new(ReceiverConfig::default(), t0);
+        let bleeders: Vec<SocketAddr> = (0..6)
+            .map(|i| addr(&format!("198.51.100.{i}:5000")))
+            .collect();
+        // Packets from the peer alternate with single packets from many other sources.
+        assert_eq!(
+            rx.handle(t0, peer, &audio(10, 0)),
+            Received::Ignored(IgnoreReason::Latching)
+        );
+        for b in &bleeders[..2] {
+            assert_eq!(
+                rx.handle(t0, *b, &audio(1, 0)),
+                Received::Ignored(IgnoreReason::Latching)
+            );
+        }
+        assert!(matches!(
+            rx.handle(t0, peer, &audio(11, 160)),
+            Received::Audio(_)
+        ));
+        assert_eq!(rx.latched(), Some(peer));
+        // A source whose sequence numbers are not consecutive does not latch.
+        let mut rx = RtpReceiver::new(ReceiverConfig::default(), t0);
+        for seq in [1u16, 5, 9, 13] {
+            assert_eq!(
+                rx.handle(t0, peer, &audio(seq, 0)),
+                Received::Ignored(IgnoreReason::Latching)
+            );
+        }
+        assert_eq!(rx.latched(), None);
     }
 
     #[test]
