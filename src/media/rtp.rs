@@ -146,6 +146,8 @@ pub enum EventSent {
 struct EventInProgress {
     code: u8,
     timestamp: u32,
+    /// Duration in the last packet sent.
+    duration: u16,
     ends_sent: u8,
 }
 
@@ -235,6 +237,10 @@ impl RtpSender {
         if payload.len() > MAX_PAYLOAD {
             return Err(RtpError::PayloadTooLarge(payload.len()));
         }
+        if let Some(ev) = self.event.filter(|ev| ev.ends_sent == 0) {
+            // Audio interrupts an event that never ended: do not overlap it.
+            self.skip_past(ev);
+        }
         let ts = self.next_timestamp;
         self.write(self.payload_type, marker, ts, payload, out);
         self.next_timestamp = ts.wrapping_add(samples);
@@ -263,40 +269,58 @@ impl RtpSender {
         if volume > 63 {
             return Err(RtpError::InvalidVolume(volume));
         }
-        let (state, first) = match self.event {
-            Some(ev) if ev.code == code && ev.ends_sent < EVENT_END_REPEATS => (ev, false),
+        let continuing = match self.event {
+            // Updates, and the first end packet, of the event in progress.
+            Some(ev) if ev.code == code && ev.ends_sent == 0 => Some(ev),
+            // Repeats of its end packet.
+            Some(ev) if ev.code == code && end && ev.ends_sent < EVENT_END_REPEATS => Some(ev),
             Some(ev) if ev.code == code && end => return Ok(EventSent::AlreadyEnded),
-            _ => {
+            _ => None,
+        };
+        let (mut state, first) = match continuing {
+            Some(ev) => (ev, false),
+            None => {
+                // A new event (a new key, or the same key pressed again) starts after the
+                // previous one, whether or not its end was sent.
+                if let Some(prev) = self.event {
+                    self.skip_past(prev);
+                }
                 let ev = EventInProgress {
                     code,
                     timestamp: self.next_timestamp,
+                    duration: 0,
                     ends_sent: 0,
                 };
                 (ev, true)
             }
         };
-        let mut state = state;
         let mut payload = [0u8; 4];
         payload[0] = code;
         payload[1] = (if end { 0x80 } else { 0 }) | (volume & 0x3F);
         payload[2..4].copy_from_slice(&duration.to_be_bytes());
         self.write(pt, first, state.timestamp, &payload, out);
+        state.duration = duration;
         let result = if end {
             state.ends_sent += 1;
-            let repeats_left = EVENT_END_REPEATS - state.ends_sent;
-            if repeats_left == 0 {
-                // The event covered [timestamp, timestamp + duration): audio resumes after it.
-                let after = state.timestamp.wrapping_add(u32::from(duration));
-                if after.wrapping_sub(self.next_timestamp) < 1 << 31 {
-                    self.next_timestamp = after;
-                }
+            // The event covered [timestamp, timestamp + duration): audio resumes after it.
+            self.skip_past(state);
+            EventSent::End {
+                repeats_left: EVENT_END_REPEATS - state.ends_sent,
             }
-            EventSent::End { repeats_left }
         } else {
             EventSent::Update
         };
         self.event = Some(state);
         Ok(result)
+    }
+
+    /// Move the audio timestamp past `ev` (never backwards).
+    fn skip_past(&mut self, ev: EventInProgress) {
+        let after = ev.timestamp.wrapping_add(u32::from(ev.duration));
+        let ahead = after.wrapping_sub(self.next_timestamp);
+        if ahead != 0 && ahead < 1 << 31 {
+            self.next_timestamp = after;
+        }
     }
 
     fn write(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8], out: &mut Vec<u8>) {
@@ -1070,6 +1094,19 @@ mod tests {
         assert!(p.marker_bit());
         assert_eq!(p.timestamp(), start.wrapping_add(480));
         assert!(tx.event(5, 160, false, 64, &mut buf).is_err());
+        // Pressed again right after one end packet: a new event after the first one.
+        buf.clear();
+        tx.event(5, 320, true, 10, &mut buf).unwrap();
+        buf.clear();
+        tx.event(5, 160, false, 10, &mut buf).unwrap();
+        let p = RtpPacket::parse(&buf).unwrap();
+        assert!(p.marker_bit());
+        assert_eq!(p.timestamp(), start.wrapping_add(480 + 320));
+        // Audio after an event that never ended does not overlap it.
+        buf.clear();
+        tx.packetize(&[0; 160], 160, true, &mut buf).unwrap();
+        let p = RtpPacket::parse(&buf).unwrap();
+        assert_eq!(p.timestamp(), start.wrapping_add(480 + 320 + 160));
     }
 
     #[test]

@@ -48,8 +48,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::rtcp::{Quality, RtcpConfig, RtcpCounters, RtcpError, RtcpSession, SenderInfo};
 use super::rtp::{
-    EventSent, PT_PCMU, PT_TELEPHONE_EVENT, Received, ReceiverConfig, ReceiverStats, RtpError,
-    RtpReceiver, RtpSender, SenderConfig, TelephoneEvent,
+    EventSent, IgnoreReason, PT_PCMU, PT_TELEPHONE_EVENT, Received, ReceiverConfig, ReceiverStats,
+    RtpError, RtpReceiver, RtpSender, SenderConfig, TelephoneEvent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +319,11 @@ impl MediaSession {
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Received {
         let was_latched = self.receiver.latched();
         let received = self.receiver.handle(now, from, bytes);
+        if received == Received::Ignored(IgnoreReason::Rtcp) {
+            // RTCP multiplexed on the RTP port (RFC 5761).
+            self.handle_rtcp(now, from, bytes);
+            return received;
+        }
         if let Some(addr) = self.receiver.latched().filter(|a| Some(*a) != was_latched) {
             self.events.push_back(MediaEvent::Latched(addr));
         }
@@ -421,9 +426,13 @@ impl MediaSession {
         if self.closed {
             return Err(SessionError::Closed);
         }
-        if self.event_repeat.is_none() {
-            self.align_timestamp(at);
+        // A new event (another key, or a key down again) cancels pending end repeats of the
+        // previous one; the sender starts it after the previous event.
+        if self.event_repeat.is_some_and(|r| r.code != code || !end) {
+            self.event_repeat = None;
         }
+        // Only a new event reads the aligned timestamp; an event in progress keeps its own.
+        self.align_timestamp(at);
         let sent = self.sender.event(code, duration, end, volume, out)?;
         self.event_repeat = match sent {
             EventSent::End { repeats_left } if repeats_left > 0 => Some(EventRepeat {
@@ -556,7 +565,7 @@ impl MediaSession {
 mod tests {
     use super::*;
     use crate::media::pacer::{Pacer, StreamId};
-    use crate::media::rtp::{AudioPacket, IgnoreReason};
+    use crate::media::rtp::AudioPacket;
     use proptest::prelude::*;
     use rtp_types::RtpPacket;
 
@@ -896,6 +905,23 @@ mod tests {
             6,
             "4 bleed + first packet of each source"
         );
+    }
+
+    #[test]
+    fn rtcp_multiplexed_on_the_rtp_port_is_handled() {
+        let t0 = Instant::now();
+        let peer = addr("192.0.2.1:4000");
+        let mut s = MediaSession::new(SessionConfig::new(6, peer), t0);
+        let mut other = MediaSession::new(SessionConfig::new(7, addr("192.0.2.2:4000")), t0);
+        other.close();
+        let mut bye = Vec::new();
+        other.poll_transmit(&mut bye).unwrap();
+        assert_eq!(
+            s.handle_rtp(t0, peer, &bye),
+            Received::Ignored(IgnoreReason::Rtcp)
+        );
+        assert_eq!(s.stats().rtcp.packets_received, 1);
+        assert_eq!(s.poll_event(), Some(MediaEvent::PeerBye));
     }
 
     #[test]
