@@ -6,6 +6,7 @@
 pub mod g711;
 pub mod jitter;
 pub mod pacer;
+pub mod ports;
 pub mod rtcp;
 pub mod rtp;
 pub mod session;
