@@ -41,6 +41,9 @@ use std::time::{Duration, Instant};
 /// Default bound on back-to-back sends for one stream after a stall.
 pub const DEFAULT_MAX_CATCH_UP: u32 = 3;
 
+/// Longest period accepted; with it, no deadline arithmetic can overflow an `Instant`.
+pub const MAX_PERIOD: Duration = Duration::from_secs(3600);
+
 /// A paced stream, as the media worker numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub u32);
@@ -49,6 +52,8 @@ pub struct StreamId(pub u32);
 pub enum PacerError {
     #[error("a pacing period must be longer than zero")]
     ZeroPeriod,
+    #[error("a pacing period of {0:?} is longer than the one hour limit")]
+    PeriodTooLong(Duration),
 }
 
 /// One due slot: the stream, the grid deadline it is due for (use this, not `now`, to
@@ -142,6 +147,9 @@ impl<K: Copy + Eq + Hash> Pacer<K> {
     ) -> Result<(), PacerError> {
         if period.is_zero() {
             return Err(PacerError::ZeroPeriod);
+        }
+        if period > MAX_PERIOD {
+            return Err(PacerError::PeriodTooLong(period));
         }
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -408,6 +416,11 @@ mod tests {
         assert!(!out.contains(&StreamId(1)));
         assert_eq!(pacer.len(), 5);
         assert!(pacer.add(StreamId(9), t0, Duration::ZERO).is_err());
+        assert!(
+            pacer
+                .add(StreamId(9), t0, Duration::from_secs(3601))
+                .is_err()
+        );
     }
 
     #[test]

@@ -162,6 +162,8 @@ impl RtcpSession {
         if config.interval.is_zero() {
             config.interval = Duration::from_secs(5);
         }
+        // Operator config: a day at most, so deadlines never overflow.
+        config.interval = config.interval.min(Duration::from_secs(86_400));
         let mut rng = SmallRng::seed_from_u64(config.seed);
         // RFC 3550 6.2: the first report after half the minimum interval.
         let first = randomised(&mut rng, config.interval / 2);

@@ -708,6 +708,7 @@ impl RtpReceiver {
 
     /// How many datagrams were ignored for `reason`.
     pub fn ignored(&self, reason: IgnoreReason) -> u64 {
+        // index() < ALL.len() == ignored.len(): every variant is listed in ALL.
         self.ignored[reason.index()]
     }
 
@@ -758,6 +759,7 @@ impl RtpReceiver {
     }
 
     fn ignore(&mut self, reason: IgnoreReason) -> Received {
+        // index() < ALL.len() == ignored.len(): every variant is listed in ALL.
         self.ignored[reason.index()] += 1;
         Received::Ignored(reason)
     }
@@ -1382,6 +1384,13 @@ mod tests {
             s.jitter
         );
         assert!((s.jitter_ms - model / 8.0).abs() < 0.3);
+    }
+
+    #[test]
+    fn every_ignore_reason_has_its_counter() {
+        for (i, r) in IgnoreReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 
     #[test]

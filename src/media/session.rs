@@ -52,6 +52,11 @@ use super::rtp::{
     RtpError, RtpReceiver, RtpSender, SenderConfig, TelephoneEvent,
 };
 
+const MIN_PTIME: Duration = Duration::from_millis(10);
+const MAX_PTIME: Duration = Duration::from_millis(200);
+/// Upper bound for configured timers (a day): keeps `Instant + Duration` far from overflow.
+const MAX_TIMER: Duration = Duration::from_secs(86_400);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]
@@ -200,10 +205,13 @@ pub struct MediaSession {
 impl MediaSession {
     pub fn new(config: SessionConfig, now: Instant) -> Self {
         let mut config = config;
-        config.clock_rate = config.clock_rate.max(1);
-        if config.ptime.is_zero() {
-            config.ptime = Duration::from_millis(20);
-        }
+        // These come from SDP (the peer) and config (the operator): keep them sane so no
+        // deadline arithmetic can overflow.
+        config.clock_rate = config.clock_rate.clamp(1, 192_000);
+        config.ptime = config.ptime.clamp(MIN_PTIME, MAX_PTIME);
+        config.no_rtp_timeout = config.no_rtp_timeout.min(MAX_TIMER);
+        config.rtcp_interval = config.rtcp_interval.min(MAX_TIMER);
+        config.relatch_after = config.relatch_after.min(MAX_TIMER);
         let sender = RtpSender::new(SenderConfig {
             seed: config.seed,
             payload_type: config.audio_payload_type,
