@@ -359,7 +359,14 @@ impl MediaSession {
         let Ok(got) = self.rtcp.handle(now, bytes) else {
             return;
         };
-        if self.rtcp_source.is_none() {
+        // Latch RTCP's source too; one learnt before RTP latched is replaced once a packet
+        // comes from the latched host.
+        let stale = match (self.rtcp_source, self.receiver.latched()) {
+            (None, _) => true,
+            (Some(src), Some(rtp)) => src.ip() != rtp.ip(),
+            (Some(_), None) => false,
+        };
+        if stale {
             self.rtcp_source = Some(from);
         }
         if let Some(q) = got.quality {
@@ -876,6 +883,13 @@ mod tests {
         let mut s = MediaSession::new(SessionConfig::new(4, sdp_addr), t0);
         assert_eq!(s.rtp_destination(), sdp_addr);
         assert_eq!(s.rtcp_destination(), addr("10.0.0.5:4001"));
+        let mut rr = Vec::new();
+        let mut stray = MediaSession::new(SessionConfig::new(8, sdp_addr), t0);
+        stray.close();
+        stray.poll_transmit(&mut rr).unwrap();
+        // RTCP from a stray host before RTP latched: taken for now...
+        s.handle_rtcp(t0, addr("203.0.113.99:7001"), &rr);
+        assert_eq!(s.rtcp_destination(), addr("203.0.113.99:7001"));
         let mut peer = RtpSender::new(SenderConfig {
             seed: 77,
             ..Default::default()
@@ -898,7 +912,11 @@ mod tests {
             }
         }
         assert_eq!(s.rtp_destination(), public);
+        // ...then replaced by the latched host's RTCP, and strays are ignored.
+        s.handle_rtcp(t0, addr("203.0.113.7:61001"), &rr);
+        s.handle_rtcp(t0, addr("203.0.113.99:7001"), &rr);
         assert_eq!(s.rtcp_destination(), addr("203.0.113.7:61001"));
+        assert_eq!(s.stats().rtcp.packets_received, 2);
         let mut out = Vec::new();
         assert_eq!(
             s.send_audio(t0, &[0; 160], true, &mut out).unwrap().dest,
