@@ -4,4 +4,9 @@
 //! return packets to send plus their next deadline. The engine's media workers drive them.
 
 pub mod g711;
+pub mod jitter;
+pub mod pacer;
 pub mod ports;
+pub mod rtcp;
+pub mod rtp;
+pub mod session;
