@@ -172,6 +172,14 @@ impl Endpoint {
         };
         let tag = c.local_tag();
         let peer = reply_to(&req, from);
+        if self.servers.len() >= MAX_SERVER_TRANSACTIONS {
+            let bytes = self.response_bytes(&req, from, 500, Some(&tag), vec![], None);
+            self.refuse_invite(now, peer, key, bytes, 500);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if c.state != CallState::Confirmed || c.pending_2xx.is_some() {
             // An offer is already in progress (RFC 3261 14.2): 491 Request Pending.
             let bytes = self.response_bytes(&req, from, 491, Some(&tag), vec![], None);

@@ -270,8 +270,8 @@ impl Endpoint {
                 if !done && h.name().eq_ignore_ascii_case("Via") {
                     done = true;
                     let mut parts = headers::split_list(h.value());
-                    if !parts.is_empty() {
-                        parts[0] = stamped.clone(); // non-empty checked just above
+                    if let Some(top) = parts.first_mut() {
+                        top.clone_from(&stamped);
                     }
                     *h = hdr("Via", parts.join(", "));
                 }
