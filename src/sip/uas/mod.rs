@@ -795,12 +795,13 @@ impl Endpoint {
             self.pump_client(&key);
         }
         // Calls are few (at most `max_calls`): a scan is cheaper than bookkeeping.
-        let due: Vec<CallKey> = self
+        let mut due: Vec<CallKey> = self
             .calls
             .iter()
             .filter(|(_, c)| c.poll_timeout().is_some_and(|d| d <= now))
             .map(|(k, _)| *k)
             .collect();
+        due.sort(); // deterministic output order whatever the map's order
         for call in due {
             self.call_timeout(now, call);
         }
