@@ -3,4 +3,5 @@
 //! Nothing here owns a socket or reads the clock: sessions take packets and `now`, and
 //! return packets to send plus their next deadline. The engine's media workers drive them.
 
+pub mod dtmf;
 pub mod g711;

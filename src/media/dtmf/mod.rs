@@ -1,0 +1,373 @@
+//! DTMF: key presses from three sources merged into one digit stream.
+//!
+//! Owns the [`Digit`] type (0-9, `*`, `#`, A-D), the three receivers and the merger:
+//!
+//! - [`rfc4733`]: telephone-event RTP payloads (RFC 4733), one digit per event however many
+//!   packets and end retransmissions arrive;
+//! - [`info`]: SIP INFO bodies (`application/dtmf-relay`, `application/dtmf`);
+//! - [`inband`]: a Goertzel detector over decoded 8 kHz audio, for gateways that send tones
+//!   in the audio only;
+//! - [`tones`]: a DTMF tone generator (tests and the test caller).
+//!
+//! Some gateways send two kinds for the same key press (RFC 4733 *and* in-band tones, or
+//! RFC 4733 *and* INFO). [`DigitMerger`] takes the digits of all sources, each stamped with
+//! the time the key press started, and emits one stream: a digit equal to one already
+//! emitted from a *different* source within a window (default 200 ms) is a duplicate; the
+//! same digit from the same source is always a new press (each source de-duplicates its own
+//! packets). Every emitted [`DtmfEvent`] carries its [`DtmfSource`] so the engine can log
+//! `dtmf { call, digit, source }`.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use guichet::media::dtmf::{Digit, DigitMerger, DtmfSource};
+//!
+//! let t0 = Instant::now();
+//! let mut merger = DigitMerger::default();
+//! merger.handle_input(t0, Digit::D5, DtmfSource::Rfc4733);
+//! merger.handle_input(t0 + Duration::from_millis(30), Digit::D5, DtmfSource::Inband);
+//! let first = merger.poll_output().unwrap();
+//! assert_eq!((first.digit, first.source), (Digit::D5, DtmfSource::Rfc4733));
+//! assert!(merger.poll_output().is_none()); // the in-band copy was a duplicate
+//! ```
+
+pub mod inband;
+pub mod info;
+pub mod rfc4733;
+pub mod tones;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// One DTMF key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Digit {
+    D0,
+    D1,
+    D2,
+    D3,
+    D4,
+    D5,
+    D6,
+    D7,
+    D8,
+    D9,
+    Star,
+    Hash,
+    A,
+    B,
+    C,
+    D,
+}
+
+/// Low-group (row) DTMF frequencies in Hz.
+pub const ROW_FREQS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+/// High-group (column) DTMF frequencies in Hz.
+pub const COL_FREQS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+
+/// The keypad: `KEYPAD[row][col]`.
+const KEYPAD: [[Digit; 4]; 4] = [
+    [Digit::D1, Digit::D2, Digit::D3, Digit::A],
+    [Digit::D4, Digit::D5, Digit::D6, Digit::B],
+    [Digit::D7, Digit::D8, Digit::D9, Digit::C],
+    [Digit::Star, Digit::D0, Digit::Hash, Digit::D],
+];
+
+impl Digit {
+    /// All sixteen digits, in RFC 4733 event-code order.
+    pub const ALL: [Digit; 16] = [
+        Digit::D0,
+        Digit::D1,
+        Digit::D2,
+        Digit::D3,
+        Digit::D4,
+        Digit::D5,
+        Digit::D6,
+        Digit::D7,
+        Digit::D8,
+        Digit::D9,
+        Digit::Star,
+        Digit::Hash,
+        Digit::A,
+        Digit::B,
+        Digit::C,
+        Digit::D,
+    ];
+
+    /// The RFC 4733 event code (0-9, `*` = 10, `#` = 11, A-D = 12-15).
+    pub fn event_code(self) -> u8 {
+        self as u8
+    }
+
+    /// The digit of an RFC 4733 event code; `None` for non-DTMF events (flash, tones).
+    pub fn from_event_code(code: u8) -> Option<Digit> {
+        Digit::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The keypad character: `'0'..='9'`, `'*'`, `'#'`, `'A'..='D'`.
+    pub fn as_char(self) -> char {
+        b"0123456789*#ABCD"[self as usize] as char
+    }
+
+    /// The digit of a keypad character (letters in either case).
+    pub fn from_char(c: char) -> Option<Digit> {
+        let code = match c.to_ascii_uppercase() {
+            c @ '0'..='9' => c as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            c @ 'A'..='D' => c as u8 - b'A' + 12,
+            _ => return None,
+        };
+        Digit::from_event_code(code)
+    }
+
+    /// (row, column) index on the keypad.
+    pub fn keypad_position(self) -> (usize, usize) {
+        for (r, row) in KEYPAD.iter().enumerate() {
+            for (c, d) in row.iter().enumerate() {
+                if *d == self {
+                    return (r, c);
+                }
+            }
+        }
+        // Every digit is on the keypad (KEYPAD holds all 16), so this is never reached.
+        (0, 0)
+    }
+
+    /// The digit at keypad (row, column), both in `0..4`.
+    pub fn from_keypad(row: usize, col: usize) -> Option<Digit> {
+        KEYPAD.get(row).and_then(|r| r.get(col)).copied()
+    }
+
+    /// (low, high) frequencies in Hz.
+    pub fn frequencies(self) -> (f64, f64) {
+        let (r, c) = self.keypad_position();
+        (ROW_FREQS[r], COL_FREQS[c])
+    }
+}
+
+impl fmt::Display for Digit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_char())
+    }
+}
+
+/// Where a digit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtmfSource {
+    /// RTP telephone-event (RFC 4733).
+    Rfc4733,
+    /// SIP INFO body.
+    Info,
+    /// Tones in the audio (Goertzel detector).
+    Inband,
+}
+
+impl DtmfSource {
+    fn bit(self) -> u8 {
+        match self {
+            DtmfSource::Rfc4733 => 1,
+            DtmfSource::Info => 2,
+            DtmfSource::Inband => 4,
+        }
+    }
+
+    /// A short lowercase name for logs: `rfc4733`, `info`, `inband`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DtmfSource::Rfc4733 => "rfc4733",
+            DtmfSource::Info => "info",
+            DtmfSource::Inband => "inband",
+        }
+    }
+}
+
+impl fmt::Display for DtmfSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One key press, de-duplicated across sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtmfEvent {
+    /// The key.
+    pub digit: Digit,
+    /// The source whose report came first.
+    pub source: DtmfSource,
+    /// When the key press started (as reported by that source).
+    pub at: Instant,
+}
+
+/// How many recent presses the merger remembers (bounded memory whatever a peer sends).
+const MERGER_HISTORY: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+struct Press {
+    digit: Digit,
+    at: Instant,
+    /// Bit set of the sources that reported this press.
+    sources: u8,
+}
+
+/// Merges the digits of the three sources into one stream (see the module docs).
+///
+/// Sans-IO: [`handle_input`](Self::handle_input) then drain
+/// [`poll_output`](Self::poll_output). Digits are emitted at once (the first report of a
+/// press wins), so the merger needs no timer.
+#[derive(Debug)]
+pub struct DigitMerger {
+    window: Duration,
+    recent: VecDeque<Press>,
+    out: VecDeque<DtmfEvent>,
+    duplicates: u64,
+}
+
+impl Default for DigitMerger {
+    fn default() -> Self {
+        DigitMerger::new(Duration::from_millis(200))
+    }
+}
+
+impl DigitMerger {
+    /// A merger treating a same digit from another source within `window` as a duplicate.
+    pub fn new(window: Duration) -> Self {
+        DigitMerger {
+            window,
+            recent: VecDeque::with_capacity(MERGER_HISTORY),
+            out: VecDeque::new(),
+            duplicates: 0,
+        }
+    }
+
+    /// A digit from `source` whose key press started at `at`.
+    pub fn handle_input(&mut self, at: Instant, digit: Digit, source: DtmfSource) {
+        let window = self.window;
+        let bit = source.bit();
+        let near = |p: &Press| {
+            let gap = if p.at > at {
+                p.at.duration_since(at)
+            } else {
+                at.duration_since(p.at)
+            };
+            gap <= window
+        };
+        if let Some(press) = self
+            .recent
+            .iter_mut()
+            .find(|p| p.digit == digit && p.sources & bit == 0 && near(p))
+        {
+            press.sources |= bit;
+            self.duplicates = self.duplicates.saturating_add(1);
+            return;
+        }
+        if self.recent.len() == MERGER_HISTORY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Press {
+            digit,
+            at,
+            sources: bit,
+        });
+        self.out.push_back(DtmfEvent { digit, source, at });
+    }
+
+    /// The next de-duplicated digit.
+    pub fn poll_output(&mut self) -> Option<DtmfEvent> {
+        self.out.pop_front()
+    }
+
+    /// How many reports were dropped as duplicates so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn drain(m: &mut DigitMerger) -> Vec<(Digit, DtmfSource)> {
+        std::iter::from_fn(|| m.poll_output())
+            .map(|e| (e.digit, e.source))
+            .collect()
+    }
+
+    #[test]
+    fn digit_codes_chars_and_keypad_agree() {
+        for (i, d) in Digit::ALL.iter().enumerate() {
+            assert_eq!(usize::from(d.event_code()), i);
+            assert_eq!(Digit::from_char(d.as_char()), Some(*d));
+            let (r, c) = d.keypad_position();
+            assert_eq!(Digit::from_keypad(r, c), Some(*d));
+        }
+        assert_eq!(Digit::from_event_code(16), None);
+        assert_eq!(Digit::from_char('e'), None);
+        assert_eq!(Digit::from_char('b'), Some(Digit::B));
+        assert_eq!(Digit::D5.frequencies(), (770.0, 1336.0));
+        assert_eq!(Digit::Hash.frequencies(), (941.0, 1477.0));
+    }
+
+    #[test]
+    fn same_press_from_two_sources_is_one_digit() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::default();
+        m.handle_input(t0 + ms(40), Digit::D1, DtmfSource::Inband);
+        m.handle_input(t0, Digit::D1, DtmfSource::Rfc4733);
+        m.handle_input(t0 + ms(150), Digit::D1, DtmfSource::Info);
+        assert_eq!(drain(&mut m), vec![(Digit::D1, DtmfSource::Inband)]);
+        assert_eq!(m.duplicates(), 2);
+    }
+
+    #[test]
+    fn same_digit_twice_from_one_source_is_two_presses() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::default();
+        m.handle_input(t0, Digit::D7, DtmfSource::Rfc4733);
+        m.handle_input(t0 + ms(120), Digit::D7, DtmfSource::Rfc4733);
+        assert_eq!(drain(&mut m).len(), 2);
+    }
+
+    #[test]
+    fn double_press_with_two_sources_gives_two_digits() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::default();
+        m.handle_input(t0, Digit::D3, DtmfSource::Rfc4733);
+        m.handle_input(t0 + ms(20), Digit::D3, DtmfSource::Inband);
+        m.handle_input(t0 + ms(150), Digit::D3, DtmfSource::Rfc4733);
+        m.handle_input(t0 + ms(170), Digit::D3, DtmfSource::Inband);
+        assert_eq!(
+            drain(&mut m),
+            vec![
+                (Digit::D3, DtmfSource::Rfc4733),
+                (Digit::D3, DtmfSource::Rfc4733)
+            ]
+        );
+        assert_eq!(m.duplicates(), 2);
+    }
+
+    #[test]
+    fn outside_window_or_other_digit_is_new() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::default();
+        m.handle_input(t0, Digit::D3, DtmfSource::Rfc4733);
+        m.handle_input(t0 + ms(500), Digit::D3, DtmfSource::Inband);
+        m.handle_input(t0 + ms(510), Digit::D4, DtmfSource::Rfc4733);
+        assert_eq!(drain(&mut m).len(), 3);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let t0 = Instant::now();
+        let mut m = DigitMerger::default();
+        for i in 0..1000u64 {
+            m.handle_input(t0 + ms(i * 300), Digit::D9, DtmfSource::Info);
+        }
+        assert_eq!(drain(&mut m).len(), 1000);
+        assert!(m.recent.len() <= MERGER_HISTORY);
+    }
+}
