@@ -5,3 +5,5 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod prompts;
+pub mod wav;
