@@ -5,5 +5,6 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod playback;
 pub mod prompts;
 pub mod wav;
