@@ -7,4 +7,5 @@ pub mod dtmf;
 pub mod g711;
 pub mod playback;
 pub mod prompts;
+pub mod recorder;
 pub mod wav;
