@@ -346,7 +346,7 @@ mod tests {
             ..RecorderConfig::default()
         };
         let talk = speech(10 * SEC, 0);
-        let (done, wav) = record(config, &[talk.clone()], 160);
+        let (done, wav) = record(config, std::slice::from_ref(&talk), 160);
         assert_eq!(done.reason, StopReason::MaxLength);
         assert_eq!(wav, talk[..3 * SEC].to_vec());
     }
