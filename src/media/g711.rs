@@ -45,7 +45,11 @@ pub const fn ulaw_to_linear(byte: u8) -> i16 {
 /// Encode one 16-bit linear sample to A-law.
 pub fn linear_to_alaw(sample: i16) -> u8 {
     let pcm = sample as i32;
-    let (mask, mut mag) = if pcm >= 0 { (0xD5, pcm) } else { (0x55, -pcm - 1) };
+    let (mask, mut mag) = if pcm >= 0 {
+        (0xD5, pcm)
+    } else {
+        (0x55, -pcm - 1)
+    };
     if mag > 0x7FFF {
         mag = 0x7FFF;
     }

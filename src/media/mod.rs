@@ -8,4 +8,5 @@ pub mod g711;
 pub mod playback;
 pub mod prompts;
 pub mod recorder;
+pub mod render;
 pub mod wav;
