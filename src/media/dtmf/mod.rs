@@ -283,6 +283,123 @@ impl DigitMerger {
     }
 }
 
+/// Errors of a call's DTMF input (a bad telephone-event payload or INFO body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DtmfError {
+    /// A telephone-event payload that does not parse.
+    #[error(transparent)]
+    Rfc4733(#[from] rfc4733::Rfc4733Error),
+    /// An INFO body that is not a DTMF body.
+    #[error(transparent)]
+    Info(#[from] info::InfoError),
+}
+
+/// All DTMF input of one call: the three receivers feeding one [`DigitMerger`].
+///
+/// Sans-IO: feed packets, INFO bodies and decoded audio with their `now`; call
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout); drain
+/// [`poll_output`](Self::poll_output) after each input.
+///
+/// ```
+/// use std::time::Instant;
+/// use guichet::media::dtmf::{CallDtmf, Digit, DtmfSource};
+///
+/// let mut dtmf = CallDtmf::new(true);
+/// dtmf.handle_info(Instant::now(), "application/dtmf-relay", b"Signal=0\r\nDuration=100").unwrap();
+/// let ev = dtmf.poll_output().unwrap();
+/// assert_eq!((ev.digit, ev.source), (Digit::D0, DtmfSource::Info));
+/// ```
+#[derive(Debug)]
+pub struct CallDtmf {
+    rfc4733: rfc4733::Rfc4733Receiver,
+    inband: Option<inband::InbandDetector>,
+    merger: DigitMerger,
+}
+
+impl CallDtmf {
+    /// Default settings; `inband` enables the Goertzel detector on the caller's audio.
+    pub fn new(inband: bool) -> Self {
+        CallDtmf {
+            rfc4733: rfc4733::Rfc4733Receiver::default(),
+            inband: inband.then(inband::InbandDetector::default),
+            merger: DigitMerger::default(),
+        }
+    }
+
+    /// Explicit settings for each part.
+    pub fn with_parts(
+        rfc4733: rfc4733::Rfc4733Receiver,
+        inband: Option<inband::InbandDetector>,
+        merger: DigitMerger,
+    ) -> Self {
+        CallDtmf {
+            rfc4733,
+            inband,
+            merger,
+        }
+    }
+
+    /// A telephone-event payload (RTP payload of the negotiated telephone-event type).
+    pub fn handle_telephone_event(
+        &mut self,
+        now: Instant,
+        rtp_timestamp: u32,
+        payload: &[u8],
+    ) -> Result<(), DtmfError> {
+        let ev = rfc4733::TelephoneEvent::parse(payload)?;
+        self.rfc4733.handle_event(now, rtp_timestamp, ev);
+        self.drain();
+        Ok(())
+    }
+
+    /// A SIP INFO request body with its Content-Type.
+    pub fn handle_info(
+        &mut self,
+        now: Instant,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(), DtmfError> {
+        let got = info::parse_info(content_type, body)?;
+        self.merger.handle_input(now, got.digit, DtmfSource::Info);
+        Ok(())
+    }
+
+    /// Decoded 8 kHz audio from the caller; `now` is the time of `samples[0]`.
+    pub fn handle_audio(&mut self, now: Instant, samples: &[i16]) {
+        if let Some(det) = self.inband.as_mut() {
+            det.push_samples(now, samples);
+            self.drain();
+        }
+    }
+
+    /// A timer tick (the RFC 4733 lost-end timer).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rfc4733.handle_timeout(now);
+        self.drain();
+    }
+
+    /// The next deadline, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.rfc4733.poll_timeout()
+    }
+
+    /// The next digit, de-duplicated across sources.
+    pub fn poll_output(&mut self) -> Option<DtmfEvent> {
+        self.merger.poll_output()
+    }
+
+    fn drain(&mut self) {
+        while let Some(d) = self.rfc4733.poll_output() {
+            self.merger.handle_input(d.at, d.digit, DtmfSource::Rfc4733);
+        }
+        if let Some(det) = self.inband.as_mut() {
+            while let Some(d) = det.poll_output() {
+                self.merger.handle_input(d.at, d.digit, DtmfSource::Inband);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +475,45 @@ mod tests {
         m.handle_input(t0 + ms(500), Digit::D3, DtmfSource::Inband);
         m.handle_input(t0 + ms(510), Digit::D4, DtmfSource::Rfc4733);
         assert_eq!(drain(&mut m).len(), 3);
+    }
+
+    #[test]
+    fn call_dtmf_merges_rfc4733_and_inband_from_one_gateway() {
+        use rfc4733::TelephoneEvent;
+        use tones::{ToneLevel, dtmf_tone};
+        let t0 = Instant::now();
+        let mut dtmf = CallDtmf::new(true);
+        // The gateway sends "1" then "2", each 100 ms, as events and as tones, 200 ms apart.
+        let mut got = Vec::new();
+        for (k, digit) in [Digit::D1, Digit::D2].into_iter().enumerate() {
+            let start = t0 + ms(300 * k as u64);
+            let tone = dtmf_tone(digit, 800, ToneLevel::default());
+            let events = TelephoneEvent::press(digit, 10, 800, 160);
+            for i in 0..events.len().max(8) {
+                let now = start + ms(20 * i as u64);
+                if let Some(frame) = tone.chunks(160).nth(i) {
+                    dtmf.handle_audio(now, frame);
+                } else {
+                    dtmf.handle_audio(now, &[0; 160]);
+                }
+                if let Some(ev) = events.get(i) {
+                    dtmf.handle_telephone_event(now, 1000 + 8000 * k as u32, &ev.to_bytes())
+                        .unwrap();
+                }
+                got.extend(std::iter::from_fn(|| dtmf.poll_output()));
+            }
+        }
+        let digits: Vec<(Digit, DtmfSource)> = got.iter().map(|e| (e.digit, e.source)).collect();
+        assert_eq!(
+            digits,
+            vec![
+                (Digit::D1, DtmfSource::Inband),
+                (Digit::D2, DtmfSource::Inband)
+            ]
+        );
+        assert!(dtmf.handle_telephone_event(t0, 1, &[1, 2]).is_err());
+        assert!(dtmf.handle_info(t0, "text/plain", b"1").is_err());
+        assert_eq!(dtmf.poll_timeout(), None);
     }
 
     #[test]
