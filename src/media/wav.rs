@@ -99,12 +99,14 @@ fn u32_at(b: &[u8], i: usize) -> Option<u32> {
 
 /// Walk the RIFF chunks: the `fmt ` chunk and the `data` chunk (possibly truncated: `None`).
 fn riff_chunks(bytes: &[u8]) -> Result<(Fmt, Option<&[u8]>), WavError> {
+    // Indexing below 12 is safe: the length is checked first.
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Err(WavError::NotWav);
     }
     let mut fmt = None;
     let mut pos = 12usize;
     while pos + 8 <= bytes.len() {
+        // In bounds: the loop condition keeps 8 bytes after `pos`.
         let id = &bytes[pos..pos + 4];
         let size = u32_at(bytes, pos + 4).unwrap_or(0) as usize;
         let body_start = pos + 8;
@@ -347,6 +349,31 @@ mod tests {
         write_wav_8k(&mut pcm16, &[1; 1000]).unwrap();
         let bytes = pcm16.into_inner();
         assert!(read_wav(&bytes[..bytes.len() - 101]).is_err());
+    }
+
+    proptest::proptest! {
+        /// Garbage and damaged files give errors, never panics.
+        #[test]
+        fn read_wav_never_panics(
+            cut in 0usize..200,
+            flips in proptest::collection::vec((0usize..120, proptest::prelude::any::<u8>()), 0..6),
+            ulaw: bool,
+        ) {
+            let mut bytes = if ulaw {
+                g711_wav_bytes(Law::Ulaw, 8000, 2, &[0x55; 64])
+            } else {
+                let mut c = Cursor::new(Vec::new());
+                write_wav_8k(&mut c, &[100; 32]).unwrap();
+                c.into_inner()
+            };
+            for (i, b) in flips {
+                if let Some(x) = bytes.get_mut(i) {
+                    *x = b;
+                }
+            }
+            bytes.truncate(cut);
+            let _ = read_wav(&bytes);
+        }
     }
 
     #[test]

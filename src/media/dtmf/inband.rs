@@ -595,4 +595,71 @@ mod tests {
         let got = detect(&through_g711(&pcm, Law::Alaw));
         assert!(got.is_empty(), "{got:?}");
     }
+
+    /// More talk-off material synthesised at test time: several voices and pitches
+    /// (skipped without espeak-ng).
+    #[test]
+    fn talk_off_many_synthetic_voices_give_no_digit() {
+        let text = "Bonjour madame, je voudrais savoir où en est mon dossier de retraite. \
+                    J'ai envoyé les papiers il y a trois semaines, mais personne ne m'a répondu. \
+                    Quatre, cinq, six, neuf, dièse, étoile. Merci beaucoup, au revoir.";
+        let mut total = 0usize;
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("speech.wav");
+        let voices = [
+            ("fr", "50"),
+            ("fr+f2", "95"),
+            ("fr+m3", "10"),
+            ("fr+f4", "70"),
+            ("fr+m7", "30"),
+            ("en+f3", "85"),
+        ];
+        for (voice, pitch) in voices {
+            let out = std::process::Command::new("espeak-ng")
+                .args(["-v", voice, "-p", pitch, "-s", "160", "-w"])
+                .arg(&wav)
+                .arg(text)
+                .output();
+            let Ok(out) = out else {
+                println!("skipped: espeak-ng not installed");
+                return;
+            };
+            assert!(out.status.success());
+            let audio = crate::media::wav::read_wav(&std::fs::read(&wav).unwrap()).unwrap();
+            let pcm8k =
+                crate::media::wav::resample(&audio.samples, audio.sample_rate, 8000).unwrap();
+            let pcm = crate::media::wav::to_i16(&pcm8k);
+            total += pcm.len();
+            let got = detect(&through_g711(&pcm, Law::Ulaw));
+            assert!(got.is_empty(), "{voice} pitch {pitch}: {got:?}");
+        }
+        assert!(total > samples(40_000), "at least 40 s of speech: {total}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any dialled sequence (tones and pauses of 45-200 ms, -32..-3 dBm0, twist -6..+3 dB,
+        /// any alignment) through G.711 is detected exactly.
+        #[test]
+        fn any_dialled_sequence_is_detected_exactly(
+            presses in proptest::collection::vec((0usize..16, 45u32..200, 45u32..200), 1..6),
+            level in -30.0f64..-3.0,
+            twist in -6.0f64..3.0,
+            offset in 0usize..160,
+            alaw: bool,
+        ) {
+            // Both tones at -32 dBm0 or more (the threshold is -36).
+            proptest::prop_assume!(level + twist >= -32.0);
+            let mut pcm = vec![0i16; offset];
+            let mut want = Vec::new();
+            for (d, on, off) in &presses {
+                let digit = Digit::ALL[*d];
+                want.push(digit);
+                pcm.extend(dtmf_tone(digit, samples(*on), ToneLevel::new(level, twist)));
+                pcm.extend(vec![0i16; samples(*off)]);
+            }
+            let law = if alaw { Law::Alaw } else { Law::Ulaw };
+            proptest::prop_assert_eq!(detect(&through_g711(&pcm, law)), want);
+        }
+    }
 }
