@@ -5,8 +5,14 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
+pub mod pacer;
 pub mod playback;
+pub mod ports;
 pub mod prompts;
 pub mod recorder;
 pub mod render;
+pub mod rtcp;
+pub mod rtp;
+pub mod session;
 pub mod wav;

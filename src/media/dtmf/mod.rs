@@ -352,6 +352,19 @@ impl CallDtmf {
         Ok(())
     }
 
+    /// A telephone event as parsed by the RTP receiver
+    /// ([`MediaEvent::TelephoneEvent`](crate::media::session::MediaEvent::TelephoneEvent)).
+    pub fn handle_rtp_event(&mut self, now: Instant, ev: &crate::media::rtp::TelephoneEvent) {
+        let payload = rfc4733::TelephoneEvent {
+            event: ev.event,
+            end: ev.end,
+            volume: ev.volume,
+            duration: ev.duration,
+        };
+        self.rfc4733.handle_event(now, ev.timestamp, payload);
+        self.drain();
+    }
+
     /// A SIP INFO request body with its Content-Type.
     pub fn handle_info(
         &mut self,
@@ -512,6 +525,22 @@ mod tests {
             ]
         );
         assert!(dtmf.handle_telephone_event(t0, 1, &[1, 2]).is_err());
+        // The RTP layer's parsed events are accepted as they are.
+        for (i, d) in [160u16, 320, 400, 400].into_iter().enumerate() {
+            let ev = crate::media::rtp::TelephoneEvent {
+                seq: i as u16,
+                event: 11,
+                end: i >= 2,
+                volume: 10,
+                duration: d,
+                timestamp: 99_000,
+                marker: i == 0,
+            };
+            dtmf.handle_rtp_event(t0 + ms(2000 + 20 * i as u64), &ev);
+        }
+        let ev = dtmf.poll_output().unwrap();
+        assert_eq!((ev.digit, ev.source), (Digit::Hash, DtmfSource::Rfc4733));
+        assert!(dtmf.poll_output().is_none());
         assert!(dtmf.handle_info(t0, "text/plain", b"1").is_err());
         assert_eq!(dtmf.poll_timeout(), None);
     }
