@@ -8,15 +8,16 @@
 //!
 //! [`Rfc4733Receiver`] reports each digit exactly once, however many packets and end
 //! retransmissions arrive:
-//! - the digit is reported when its end packet arrives, if its duration is at least the
-//!   configured minimum (default 40 ms; shorter presses are ignored);
-//! - **lost end packets**: if no packet for the event arrives for `end_timeout` (default
-//!   250 ms, five times the usual 50 ms update interval), or another event starts, the
-//!   event is closed and reported with the last duration seen (same minimum). The owner
-//!   calls [`handle_timeout`](Rfc4733Receiver::handle_timeout) at
-//!   [`poll_timeout`](Rfc4733Receiver::poll_timeout);
-//! - packets of an event already reported (end retransmissions, late packets) are dropped:
-//!   the receiver remembers the timestamps of the last few events;
+//! - the digit is reported **as soon as** the event's duration reaches the configured
+//!   minimum (default 40 ms), not at its end: a caller who holds a key for two seconds is
+//!   answered at once, and a press shorter than the minimum is never reported;
+//! - **lost end packets** therefore lose nothing: the digit was reported from the updates.
+//!   The event is closed when its end packet arrives, when another event starts, or when no
+//!   packet came for `end_timeout` (default 250 ms; the owner calls
+//!   [`handle_timeout`](Rfc4733Receiver::handle_timeout) at
+//!   [`poll_timeout`](Rfc4733Receiver::poll_timeout)); closing only frees the state;
+//! - packets of an event already seen (end retransmissions, late packets) are dropped: the
+//!   receiver remembers the timestamps of the last few events;
 //! - long events split into 0xFFFF-duration segments (section 2.5.1.3) stay one digit.
 //!
 //! The caller feeds only packets of the negotiated telephone-event payload type, after the
@@ -141,12 +142,10 @@ pub struct Rfc4733Digit {
     pub digit: Digit,
     /// Arrival time of the first packet of the event.
     pub at: Instant,
-    /// The press duration (from the payload durations).
+    /// The press duration when the digit was reported (the key may still be down).
     pub duration: Duration,
-    /// Volume of the last packet, in -dBm0.
+    /// Volume of the packet that reported it, in -dBm0.
     pub volume: u8,
-    /// True when the end packet was lost and the event closed by timeout or a new event.
-    pub end_lost: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +159,7 @@ struct Current {
     /// Duration of the current segment.
     segment: u16,
     volume: u8,
+    reported: bool,
 }
 
 /// How many finished event timestamps are remembered to drop their retransmissions.
@@ -222,7 +222,7 @@ impl Rfc4733Receiver {
             }
             _ => {
                 // A new event: a still-open previous one lost its end packet.
-                self.close(true);
+                self.close();
                 self.current = Some(Current {
                     timestamp: rtp_timestamp,
                     event: ev.event,
@@ -231,14 +231,16 @@ impl Rfc4733Receiver {
                     duration: u64::from(ev.duration),
                     segment: ev.duration,
                     volume: ev.volume,
+                    reported: false,
                 });
             }
         }
         if let Some(ts) = finished_segment {
             self.done_push(ts);
         }
+        self.report_if_long_enough();
         if ev.end {
-            self.close(false);
+            self.close();
         }
     }
 
@@ -247,7 +249,7 @@ impl Rfc4733Receiver {
         if let Some(cur) = self.current
             && now >= cur.last_packet + self.config.end_timeout
         {
-            self.close(true);
+            self.close();
         }
     }
 
@@ -269,24 +271,30 @@ impl Rfc4733Receiver {
         self.done.push_back(ts);
     }
 
-    fn close(&mut self, end_lost: bool) {
-        let Some(cur) = self.current.take() else {
+    fn report_if_long_enough(&mut self) {
+        let rate = u64::from(self.config.clock_rate.max(1));
+        let min = self.config.min_duration;
+        let Some(cur) = self.current.as_mut() else {
             return;
         };
-        self.done_push(cur.timestamp);
-        let rate = u64::from(self.config.clock_rate.max(1));
         let duration = Duration::from_micros(cur.duration.saturating_mul(1_000_000) / rate);
-        if duration < self.config.min_duration {
+        if cur.reported || duration < min {
             return;
         }
+        cur.reported = true;
         if let Some(digit) = Digit::from_event_code(cur.event) {
             self.out.push_back(Rfc4733Digit {
                 digit,
                 at: cur.started,
                 duration,
                 volume: cur.volume,
-                end_lost,
             });
+        }
+    }
+
+    fn close(&mut self) {
+        if let Some(cur) = self.current.take() {
+            self.done_push(cur.timestamp);
         }
     }
 }
@@ -376,7 +384,7 @@ mod tests {
             got.iter().map(|d| d.digit).collect::<Vec<_>>(),
             Digit::ALL.to_vec()
         );
-        assert!(got.iter().all(|d| d.duration == ms(120) && !d.end_lost));
+        assert!(got.iter().all(|d| d.duration == ms(40)));
         assert_eq!(got[3].at, t0 + ms(1500));
     }
 
@@ -405,7 +413,26 @@ mod tests {
     }
 
     #[test]
-    fn lost_end_reported_on_timeout() {
+    fn reported_once_the_minimum_is_reached_not_at_the_end() {
+        let t0 = Instant::now();
+        let mut rx = Rfc4733Receiver::default();
+        // A key held 2 s: updates every 20 ms.
+        let evs = TelephoneEvent::press(Digit::D0, 10, 16_000, 160);
+        let mut reported_after = None;
+        for (i, ev) in evs.iter().enumerate() {
+            rx.handle_event(t0 + ms(20 * i as u64), 5, *ev);
+            if let Some(d) = rx.poll_output() {
+                assert!(reported_after.is_none(), "reported twice");
+                assert_eq!(d.at, t0);
+                reported_after = Some(ev.duration);
+            }
+        }
+        // Reported with the packet whose duration first reached 40 ms (320 units).
+        assert_eq!(reported_after, Some(320));
+    }
+
+    #[test]
+    fn lost_end_loses_nothing_and_timeout_closes_the_event() {
         let t0 = Instant::now();
         let mut rx = Rfc4733Receiver::default();
         let evs = TelephoneEvent::press(Digit::Star, 10, 800, 160);
@@ -414,20 +441,34 @@ mod tests {
             last = t0 + ms(20 * i as u64);
             rx.handle_event(last, 77, *ev);
         }
-        assert!(drain(&mut rx).is_empty());
-        let deadline = rx.poll_timeout().unwrap();
-        assert_eq!(deadline, last + ms(250));
-        rx.handle_timeout(deadline - ms(1)); // early wake-up: harmless
-        assert!(drain(&mut rx).is_empty());
-        rx.handle_timeout(deadline);
-        rx.handle_timeout(deadline); // twice: harmless
         let got = drain(&mut rx);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].digit, Digit::Star);
-        assert!(got[0].end_lost);
+        let deadline = rx.poll_timeout().unwrap();
+        assert_eq!(deadline, last + ms(250));
+        rx.handle_timeout(deadline - ms(1)); // early wake-up: harmless
+        assert!(rx.poll_timeout().is_some());
+        rx.handle_timeout(deadline);
+        rx.handle_timeout(deadline); // twice: harmless
+        assert!(drain(&mut rx).is_empty());
         assert_eq!(rx.poll_timeout(), None);
         // The end packets arriving very late do not report it again.
         rx.handle_event(deadline + ms(10), 77, evs[evs.len() - 1]);
+        assert!(drain(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn only_a_short_start_before_silence_is_not_a_digit() {
+        let t0 = Instant::now();
+        let mut rx = Rfc4733Receiver::default();
+        let ev = TelephoneEvent {
+            event: 3,
+            end: false,
+            volume: 10,
+            duration: 160,
+        };
+        rx.handle_event(t0, 9, ev);
+        rx.handle_timeout(t0 + ms(300));
         assert!(drain(&mut rx).is_empty());
     }
 
@@ -487,10 +528,8 @@ mod tests {
         let got = drain(&mut rx);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].at, t0);
-        assert_eq!(
-            got[0].duration,
-            Duration::from_micros((65_535 + 1600) * 125)
-        );
+        // Reported with the first packet (already 5 s long), once.
+        assert_eq!(got[0].duration, Duration::from_secs(5));
     }
 
     #[test]
