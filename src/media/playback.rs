@@ -173,7 +173,7 @@ impl Playback {
                 interruptible,
             } => {
                 if let Some(prev_interruptible) = self.last_was_prompt {
-                    let gap = self.config.gap.as_millis() as u64 * SAMPLES_PER_MS;
+                    let gap = samples_of(self.config.gap);
                     if gap > 0 {
                         self.steps.push_back(Step::Silence {
                             remaining: gap,
@@ -191,7 +191,7 @@ impl Playback {
             }
             Item::Silence(d) => {
                 self.steps.push_back(Step::Silence {
-                    remaining: d.as_millis() as u64 * SAMPLES_PER_MS,
+                    remaining: samples_of(d),
                     interruptible: true,
                 });
                 self.last_was_prompt = None;
@@ -301,6 +301,13 @@ impl Playback {
     }
 }
 
+/// 8 kHz samples in `d`, saturating (durations come from operator files).
+fn samples_of(d: Duration) -> u64 {
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(SAMPLES_PER_MS)
+}
+
 /// Copy one frame from `audio[pos..]`, pad with silence, return the new position.
 fn copy_padded(audio: &[u8], pos: usize, out: &mut [u8], silence: u8) -> usize {
     let end = pos.saturating_add(out.len()).min(audio.len());
@@ -380,6 +387,13 @@ mod tests {
                 Silence, Audio
             ]
         );
+    }
+
+    #[test]
+    fn huge_silence_does_not_overflow() {
+        let mut pb = Playback::new(vec![Item::Silence(Duration::MAX)], Law::Ulaw);
+        assert_eq!(pb.next_frame(&mut [0u8; 160]), Some(FrameKind::Silence));
+        assert!(!pb.finished());
     }
 
     #[test]

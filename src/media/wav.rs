@@ -265,14 +265,20 @@ pub fn g711_wav_bytes(
     let mut b = Vec::with_capacity(58 + data.len());
     let data_len = data.len() as u32;
     b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(4 + 26 + 12 + 8 + data_len + (data_len & 1)).to_le_bytes());
+    b.extend_from_slice(
+        &(50u32.saturating_add(data_len).saturating_add(data_len & 1)).to_le_bytes(),
+    );
     b.extend_from_slice(b"WAVE");
     b.extend_from_slice(b"fmt ");
     b.extend_from_slice(&18u32.to_le_bytes());
     b.extend_from_slice(&tag.to_le_bytes());
     b.extend_from_slice(&channels.to_le_bytes());
     b.extend_from_slice(&sample_rate.to_le_bytes());
-    b.extend_from_slice(&(sample_rate * u32::from(channels)).to_le_bytes());
+    b.extend_from_slice(
+        &sample_rate
+            .saturating_mul(u32::from(channels))
+            .to_le_bytes(),
+    );
     b.extend_from_slice(&channels.to_le_bytes()); // block align
     b.extend_from_slice(&8u16.to_le_bytes());
     b.extend_from_slice(&0u16.to_le_bytes()); // cbSize

@@ -77,8 +77,8 @@ pub fn dtmf_tone(digit: Digit, n: usize, level: ToneLevel) -> Vec<i16> {
 
 /// Digits dialled one after the other: each tone `on_ms`, followed by `off_ms` of silence.
 pub fn dtmf_sequence(digits: &[Digit], on_ms: u32, off_ms: u32, level: ToneLevel) -> Vec<i16> {
-    let on = (on_ms * SAMPLE_RATE / 1000) as usize;
-    let off = (off_ms * SAMPLE_RATE / 1000) as usize;
+    let on = (u64::from(on_ms) * u64::from(SAMPLE_RATE) / 1000) as usize;
+    let off = (u64::from(off_ms) * u64::from(SAMPLE_RATE) / 1000) as usize;
     let mut out = Vec::with_capacity(digits.len() * (on + off));
     for d in digits {
         out.extend(dtmf_tone(*d, on, level));
