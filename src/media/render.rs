@@ -227,8 +227,8 @@ pub fn prompt_path(audio_dir: &Path, id: &str) -> Result<PathBuf, RenderError> {
 
 /// Render every `(id, text)` with voice `lang` at 140 words per minute into `audio_dir`,
 /// skipping the unchanged ones.
-pub fn render_catalogue(
-    entries: &[(&str, &str)],
+pub fn render_catalogue<I: AsRef<str>, T: AsRef<str>>(
+    entries: &[(I, T)],
     audio_dir: &Path,
     lang: &str,
 ) -> Result<RenderReport, RenderError> {
@@ -240,8 +240,8 @@ pub fn render_catalogue(
 }
 
 /// [`render_catalogue`] with explicit options.
-pub fn render_catalogue_with(
-    entries: &[(&str, &str)],
+pub fn render_catalogue_with<I: AsRef<str>, T: AsRef<str>>(
+    entries: &[(I, T)],
     audio_dir: &Path,
     options: &RenderOptions,
 ) -> Result<RenderReport, RenderError> {
@@ -249,14 +249,15 @@ pub fn render_catalogue_with(
 }
 
 /// The catalogue logic with the synthesiser as a parameter (tests run without espeak-ng).
-fn catalogue(
-    entries: &[(&str, &str)],
+fn catalogue<I: AsRef<str>, T: AsRef<str>>(
+    entries: &[(I, T)],
     audio_dir: &Path,
     options: &RenderOptions,
     mut render_one: impl FnMut(&str, &RenderOptions, &Path) -> Result<(), RenderError>,
 ) -> Result<RenderReport, RenderError> {
     let mut report = RenderReport::default();
     for (id, text) in entries {
+        let (id, text) = (id.as_ref(), text.as_ref());
         let wav_path = prompt_path(audio_dir, id)?;
         let hash_path = wav_path.with_extension("sha256");
         let hash = text_hash(text, options);
@@ -333,6 +334,25 @@ mod tests {
         let r = catalogue(&entries2[..1], dir.path(), &slow, fake(&mut calls)).unwrap();
         assert_eq!(r.rendered, 1);
         assert_eq!(calls.len(), 5);
+    }
+
+    #[test]
+    fn catalogue_takes_owned_entries_like_the_say_fragments() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<(String, String)> =
+            crate::flow::say::fragments().into_iter().take(3).collect();
+        let mut calls = Vec::new();
+        let r = catalogue(
+            &entries,
+            dir.path(),
+            &RenderOptions::default(),
+            fake(&mut calls),
+        )
+        .unwrap();
+        assert_eq!(r.rendered, 3);
+        for (id, _) in &entries {
+            assert!(prompt_path(dir.path(), id).unwrap().is_file(), "{id}");
+        }
     }
 
     #[test]
