@@ -337,10 +337,11 @@ mod tests {
     }
 
     #[test]
-    fn catalogue_takes_owned_entries_like_the_say_fragments() {
+    fn catalogue_takes_owned_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let entries: Vec<(String, String)> =
-            crate::flow::say::fragments().into_iter().take(3).collect();
+        let entries: Vec<(String, String)> = (0..3)
+            .map(|n| (format!("num/{n}"), format!("nombre {n}")))
+            .collect();
         let mut calls = Vec::new();
         let r = catalogue(
             &entries,
