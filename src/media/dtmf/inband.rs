@@ -11,7 +11,9 @@
 //! - **relative peak**: each tone stands `relative_peak_db` (8 dB) above the other tones of
 //!   its group;
 //! - **tone to total energy**: the two tones carry at least `min_tone_ratio` (0.8) of the
-//!   block's energy: speech and music spread energy elsewhere;
+//!   block's energy: speech and music spread energy elsewhere, and a tone off its nominal
+//!   frequency loses Goertzel energy, so this also gives the ITU-T Q.24 frequency tolerance
+//!   (1.5 % deviation accepted, 3 % and more rejected: tested);
 //! - **second harmonic**: the energy at twice each tone frequency is at least
 //!   `max_harmonic_db` (10 dB) below that tone: real voices and instruments have harmonics,
 //!   DTMF has none. (The row harmonic is skipped when it lies within 120 Hz of the column
@@ -411,6 +413,30 @@ mod tests {
         }
         for twist in [-10.0, -14.0, 6.0, 9.0] {
             assert!(run(twist).is_empty(), "twist {twist} dB rejected");
+        }
+    }
+
+    #[test]
+    fn frequency_deviation_limits() {
+        let run = |dev: f64| {
+            let mut pcm = Vec::new();
+            for d in Digit::ALL {
+                let (lo, hi) = d.frequencies();
+                let a = dbm0_to_amplitude(-10.0);
+                pcm.extend(sines(
+                    &[(lo * (1.0 + dev), a, 0.0), (hi * (1.0 + dev), a, 0.3)],
+                    samples(80),
+                ));
+                pcm.extend(vec![0i16; samples(80)]);
+            }
+            detect(&through_g711(&pcm, Law::Ulaw))
+        };
+        // ITU-T Q.24: accept a deviation of 1.5 %, reject 3.5 %.
+        for dev in [-0.015, -0.01, 0.0, 0.01, 0.015] {
+            assert_eq!(run(dev), Digit::ALL.to_vec(), "deviation {dev}");
+        }
+        for dev in [-0.035, -0.03, 0.03, 0.035] {
+            assert!(run(dev).is_empty(), "deviation {dev}");
         }
     }
 
