@@ -330,6 +330,25 @@ mod tests {
     }
 
     #[test]
+    fn odd_sized_extra_chunks_and_stereo_g711() {
+        // Stereo A-law: left 1000, right -3000 -> mono -1000 (within A-law steps).
+        let mut frame = Vec::new();
+        Law::Alaw.encode(&[1000, -3000], &mut frame);
+        let data: Vec<u8> = frame.iter().copied().cycle().take(200).collect();
+        let plain = g711_wav_bytes(Law::Alaw, 8000, 2, &data);
+        // Insert an odd-sized LIST chunk (padded to even) before "fmt ".
+        let mut bytes = plain[..12].to_vec();
+        bytes.extend_from_slice(b"LIST");
+        bytes.extend_from_slice(&5u32.to_le_bytes());
+        bytes.extend_from_slice(b"INFOx\0");
+        bytes.extend_from_slice(&plain[12..]);
+        let audio = read_wav(&bytes).unwrap();
+        assert_eq!(audio.samples.len(), 100);
+        let v = to_i16(&audio.samples);
+        assert!(v.iter().all(|s| (s + 1000).abs() < 40), "{:?}", &v[..4]);
+    }
+
+    #[test]
     fn bad_files_are_typed_errors() {
         assert!(matches!(
             read_wav(b"hello world, not a wav"),
