@@ -17,6 +17,10 @@
 //! packets). Every emitted [`DtmfEvent`] carries its [`DtmfSource`] so the engine can log
 //! `dtmf { call, digit, source }`.
 //!
+//! [`CallDtmf`] is the one object a call needs: it owns the RFC 4733 receiver, the in-band
+//! detector (optional) and the merger; the owner feeds telephone events, INFO bodies and
+//! decoded audio, calls `handle_timeout` at `poll_timeout`, and drains `poll_output`.
+//!
 //! ```
 //! use std::time::{Duration, Instant};
 //! use guichet::media::dtmf::{Digit, DigitMerger, DtmfSource};
