@@ -107,7 +107,7 @@ pub struct SipConfig {
     pub advertised_address: Option<IpAddr>,
     /// `Server`/`User-Agent` header.
     pub user_agent: String,
-    /// Time between 180 Ringing and the answer (0s answers at once).
+    /// Time between 180 Ringing and the answer (0s answers at once; under 3m).
     pub answer_delay: DurationValue,
     /// RFC 3261 T1 (retransmission base; 64*T1 is the transaction timeout).
     pub t1: DurationValue,
@@ -670,6 +670,12 @@ impl Config {
             return invalid(
                 "rtp.address is a wildcard address: set rtp.advertised_address to the address \
                  callers send RTP to (it goes in SDP c=)",
+            );
+        }
+        if self.sip.answer_delay.get() >= crate::sip::endpoint::EARLY_CALL_TIMEOUT {
+            return invalid(
+                "sip.answer_delay must be under 3m: the endpoint answers 480 to INVITEs left \
+                 unanswered that long",
             );
         }
         if self.limits.max_call_duration.get().is_zero() {
