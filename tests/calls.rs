@@ -418,3 +418,29 @@ async fn invite_without_sdp_gets_an_offer_answered_in_the_ack() {
     assert_eq!(caller.bye().await.unwrap(), 200);
     engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn no_free_rtp_port_gets_503() {
+    let mut config = test_config();
+    config.rtp.ports = "29990-29991".parse().unwrap(); // one RTP/RTCP pair
+    let engine = start(config).await;
+    let mut first = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
+    assert_eq!(first.invite().await.unwrap(), 200);
+    assert_eq!(
+        first.remote_sdp().and_then(|s| s.addr).map(|a| a.port()),
+        Some(29990)
+    );
+
+    let mut second = TestCaller::new(caller_for(engine.sip_addr()))
+        .await
+        .unwrap();
+    assert_eq!(second.invite().await.unwrap(), 503);
+    assert_eq!(first.bye().await.unwrap(), 200);
+    wait_for(&engine, "both calls to end", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
+    engine.shutdown().await;
+}
