@@ -144,7 +144,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let format = cli.log_format.unwrap_or(LogFormat::Text);
             init_logging(format, cli.log_level.as_deref().unwrap_or("warn"))?;
             runtime()?.block_on(call(args))
-        }
+        } // TODO(integrator): arms for Check, Simulate, Test, Graph, Schema, Prompts here.
+          // Operator tools are synchronous: load the config with `Config::load` when they need
+          // paths, print file:line:column errors, return ExitCode::FAILURE on findings.
     }
 }
 
