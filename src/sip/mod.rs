@@ -10,5 +10,7 @@
 //!
 //! Nothing here touches a socket, tokio or the clock.
 
+pub mod digest;
 pub mod endpoint;
 pub mod message;
+pub mod registrar;
