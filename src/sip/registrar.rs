@@ -77,6 +77,9 @@ pub enum RegistrarError {
     /// The Authorization `uri` does not match the Request-URI.
     #[error("digest uri {0:?} does not match the Request-URI")]
     DigestUriMismatch(String),
+    /// The AOR's domain is not one this registrar serves.
+    #[error("AOR {0:?} is not in a served domain")]
+    UnknownDomain(String),
     /// Authenticated user not allowed to register this AOR.
     #[error("user {user:?} may not register {aor:?}")]
     Forbidden { user: String, aor: String },
@@ -141,6 +144,9 @@ pub struct RegistrarConfig {
     pub users: Vec<UserCredential>,
     /// When false (test realms only) REGISTER is processed without a challenge.
     pub require_auth: bool,
+    /// Domains whose AORs this registrar holds (host part of the To URI, compared without
+    /// case). Empty: any domain. Others get 404 (RFC 3261 10.3 steps 1 and 5).
+    pub domains: Vec<String>,
     /// Shortest accepted non-zero expiry; shorter requests get 423 (default 60 s).
     pub min_expires: u32,
     /// Longer requests are shortened to this (default 3600 s).
@@ -173,6 +179,7 @@ impl RegistrarConfig {
             realm: realm.to_string(),
             users,
             require_auth: true,
+            domains: Vec::new(),
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
@@ -396,6 +403,9 @@ impl Registrar {
         let Some(aor) = header_value(req, |h| matches!(h, Header::To(_))).and_then(aor_of) else {
             return self.refuse(req, 400, RegistrarError::BadHeader("To"), Vec::new());
         };
+        if !self.serves(&aor) {
+            return self.refuse(req, 404, RegistrarError::UnknownDomain(aor), Vec::new());
+        }
         let Some(call_id) = header_value(req, |h| matches!(h, Header::CallId(_)))
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
@@ -522,6 +532,19 @@ impl Registrar {
     /// Number of bindings in the table (expired ones included until [`Registrar::expire`]).
     pub fn binding_count(&self) -> usize {
         self.aors.values().map(Vec::len).sum()
+    }
+
+    fn serves(&self, aor: &str) -> bool {
+        let host = aor
+            .rsplit_once('@')
+            .map_or_else(|| aor.split_once(':').map_or(aor, |(_, h)| h), |(_, h)| h);
+        let host = host.split(':').next().unwrap_or(host);
+        self.config.domains.is_empty()
+            || self
+                .config
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(host))
     }
 
     // ----- authentication -----
@@ -2006,6 +2029,101 @@ mod tests {
         assert!(
             !debug.contains("wonderland")
                 && !debug.contains(&digest::ha1(Algorithm::Md5, "alice", REALM, "wonderland"))
+        );
+    }
+
+    #[test]
+    fn foreign_domains_get_404_when_domains_are_set() {
+        let mut config = config();
+        config.domains = vec!["GUICHET.test".into()];
+        let mut r = Registrar::new(config).expect("valid config");
+        let t0 = Instant::now();
+        let mut req = register("alice", "c1", 1, &["<sip:alice@a.example>"], &[]);
+        assert_eq!(r.handle_register(t0, &req, source()).status(), 401);
+        for h in req.headers.iter_mut() {
+            if let Header::To(_) = h {
+                *h = Header::To("<sip:alice@elsewhere.example:5060>".into());
+            }
+        }
+        let out = r.handle_register(t0, &req, source());
+        assert_eq!(out.status(), 404);
+        assert!(matches!(out.error, Some(RegistrarError::UnknownDomain(_))));
+    }
+
+    #[test]
+    fn display_names_with_commas_and_brackets_are_not_split() {
+        let mut r = registrar();
+        let t0 = Instant::now();
+        let c =
+            [r#""Desk, 2nd <floor>" <sip:alice@desk.example>;q=0.7, "B" <sip:alice@b.example>"#];
+        let out = register_with_auth(&mut r, t0, "alice", "wonderland", "c1", 1, &c, &[]);
+        assert_eq!(out.status(), 200, "{:?}", out.error);
+        let contacts: Vec<_> = r
+            .lookup("sip:alice@guichet.test", t0)
+            .into_iter()
+            .map(|b| b.contact)
+            .collect();
+        assert_eq!(
+            contacts,
+            vec!["sip:alice@b.example", "sip:alice@desk.example"]
+        );
+    }
+
+    #[test]
+    fn responses_survive_the_wire() {
+        let mut r = registrar();
+        let t0 = Instant::now();
+        let challenge = r.handle_register(
+            t0,
+            &register("alice", "c1", 1, &["<sip:alice@a.example>"], &[]),
+            source(),
+        );
+        let brief = register_with_auth(
+            &mut r,
+            t0,
+            "alice",
+            "wonderland",
+            "c1",
+            3,
+            &["<sip:alice@a.example>"],
+            &["Expires: 10"],
+        );
+        let ok = register_with_auth(
+            &mut r,
+            t0,
+            "alice",
+            "wonderland",
+            "c1",
+            5,
+            &["<sip:alice@a.example>;+sip.instance=\"<urn:uuid:1>\""],
+            &[],
+        );
+        for (outcome, code) in [(&challenge, 401), (&brief, 423), (&ok, 200)] {
+            let wire = outcome.response.to_string();
+            let Ok(SipMessage::Response(back)) = parse(wire.as_bytes()) else {
+                panic!("{code} did not re-parse:\n{wire}");
+            };
+            assert_eq!(u16::from(back.status_code.clone()), code);
+            assert_eq!(
+                back.headers.iter().count(),
+                outcome.response.headers.iter().count(),
+                "{wire}"
+            );
+        }
+        let wire = challenge.response.to_string();
+        assert!(
+            wire.contains("\r\nWWW-Authenticate: Digest realm=\"guichet.test\", nonce=\""),
+            "{wire}"
+        );
+        assert!(
+            brief
+                .response
+                .to_string()
+                .contains("\r\nMin-Expires: 60\r\n")
+        );
+        assert_eq!(
+            headers_named(&ok.response, "Contact"),
+            vec!["<sip:alice@a.example>;+sip.instance=\"<urn:uuid:1>\";expires=3600"]
         );
     }
 
