@@ -240,8 +240,15 @@ pub enum BindingChange {
 /// The answer to one REGISTER.
 #[derive(Debug, Clone)]
 pub struct RegisterOutcome {
-    /// The final response to send on the server transaction.
+    /// The final response to send on the server transaction, built with
+    /// [`build_response`] from the request, `to_tag` and `headers`.
     pub response: Response,
+    /// The To tag used in `response` (fresh for each answer).
+    pub to_tag: String,
+    /// The headers the registrar adds to the copied Via/From/To/Call-ID/CSeq (Contact list,
+    /// WWW-Authenticate challenges, Min-Expires): for a caller that builds its own response
+    /// bytes (Via `received`/`rport`, Server) with the same code and To tag.
+    pub headers: Vec<Header>,
     /// Binding changes (empty unless the response is 200).
     pub changes: Vec<BindingChange>,
     /// Why the request was refused, for logs (None for 200 and for plain challenges).
@@ -454,18 +461,10 @@ impl Registrar {
             Ok(mut more) => {
                 changes.append(&mut more);
                 self.stats.accepted += 1;
-                let response = self.ok_response(now, req, &aor);
-                RegisterOutcome {
-                    response,
-                    changes,
-                    error: None,
-                }
+                let contacts = self.contact_list(now, &aor);
+                self.outcome(req, 200, contacts, changes, None)
             }
-            Err((code, error, extra)) => {
-                let mut outcome = self.refuse(req, code, error, extra);
-                outcome.changes = changes;
-                outcome
-            }
+            Err((code, error, extra)) => self.outcome(req, code, extra, changes, Some(error)),
         }
     }
 
@@ -922,9 +921,9 @@ impl Registrar {
         format!("{:016x}", self.rng.next_u64())
     }
 
-    fn ok_response(&mut self, now: Instant, req: &Request, aor: &str) -> Response {
-        let contacts = self
-            .aors
+    /// The Contact headers of a 200: every binding of `aor` with its remaining time.
+    fn contact_list(&self, now: Instant, aor: &str) -> Vec<Header> {
+        self.aors
             .get(aor)
             .map(|bindings| {
                 bindings
@@ -938,9 +937,7 @@ impl Registrar {
                     })
                     .collect()
             })
-            .unwrap_or_default();
-        let tag = self.new_tag();
-        build_response(req, 200, Some(&tag), contacts, None)
+            .unwrap_or_default()
     }
 
     fn challenge(&mut self, now: Instant, req: &Request, stale: bool) -> RegisterOutcome {
@@ -962,12 +959,7 @@ impl Registrar {
                 )
             })
             .collect();
-        let tag = self.new_tag();
-        RegisterOutcome {
-            response: build_response(req, 401, Some(&tag), headers, None),
-            changes: Vec::new(),
-            error: None,
-        }
+        self.outcome(req, 401, headers, Vec::new(), None)
     }
 
     fn refuse(
@@ -977,11 +969,24 @@ impl Registrar {
         error: RegistrarError,
         extra: Vec<Header>,
     ) -> RegisterOutcome {
-        let tag = self.new_tag();
+        self.outcome(req, code, extra, Vec::new(), Some(error))
+    }
+
+    fn outcome(
+        &mut self,
+        req: &Request,
+        code: u16,
+        headers: Vec<Header>,
+        changes: Vec<BindingChange>,
+        error: Option<RegistrarError>,
+    ) -> RegisterOutcome {
+        let to_tag = self.new_tag();
         RegisterOutcome {
-            response: build_response(req, code, Some(&tag), extra, None),
-            changes: Vec::new(),
-            error: Some(error),
+            response: build_response(req, code, Some(&to_tag), headers.clone(), None),
+            to_tag,
+            headers,
+            changes,
+            error,
         }
     }
 
@@ -2104,6 +2109,15 @@ mod tests {
                 panic!("{code} did not re-parse:\n{wire}");
             };
             assert_eq!(u16::from(back.status_code.clone()), code);
+            assert!(headers_named(&back, "To")[0].ends_with(&format!(";tag={}", outcome.to_tag)));
+            for h in &outcome.headers {
+                assert!(
+                    back.headers
+                        .iter()
+                        .any(|b| b.name().eq_ignore_ascii_case(h.name()) && b.value() == h.value()),
+                    "{h} in {wire}"
+                );
+            }
             assert_eq!(
                 back.headers.iter().count(),
                 outcome.response.headers.iter().count(),
