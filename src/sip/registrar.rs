@@ -1158,7 +1158,14 @@ fn parse_contacts(req: &Request) -> Result<Vec<ContactSpec>, RegistrarError> {
             let mut params = String::new();
             let mut expires = None;
             let mut q = None;
-            for param in split_top_level(param_text, ';').into_iter().skip(1) {
+            let mut pieces = split_top_level(param_text, ';').into_iter();
+            if pieces
+                .next()
+                .is_some_and(|before| !before.trim().is_empty())
+            {
+                return Err(bad()); // text between `>` and the first `;`
+            }
+            for param in pieces {
                 let param = param.trim();
                 if param.is_empty() {
                     continue;
@@ -2072,6 +2079,21 @@ mod tests {
             contacts,
             vec!["sip:alice@b.example", "sip:alice@desk.example"]
         );
+        for bad in [
+            "<sip:alice@x.example>junk;q=1",
+            "<sip:alice@x.example",
+            "sip:alice@x.example;q=2",
+            "<>",
+            "alice",
+        ] {
+            let out = register_with_auth(&mut r, t0, "alice", "wonderland", "c9", 1, &[bad], &[]);
+            assert_eq!(out.status(), 400, "{bad}");
+            assert!(
+                matches!(out.error, Some(RegistrarError::BadContact(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(r.binding_count(), 2);
     }
 
     #[test]
