@@ -893,11 +893,13 @@ impl Registrar {
                 }
             };
             changes.push(change);
+            // Evict the binding expiring first among those this request did not write, so a
+            // phone registering now always wins over stale entries (NAT port changes).
             while bindings.len() > self.config.max_bindings_per_aor {
                 let Some(i) = bindings
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, b)| b.expires_at)
+                    .min_by_key(|(_, b)| (b.call_id == call_id && b.cseq == cseq, b.expires_at))
                     .map(|(i, _)| i)
                 else {
                     break;
@@ -1967,6 +1969,29 @@ mod tests {
             contact: "sip:alice@a.example".into()
         }));
         assert_eq!(r.binding_count(), 2);
+        // A new contact expiring sooner still displaces an older binding, not itself.
+        let short = register_with_auth(
+            &mut r,
+            t0,
+            "alice",
+            "wonderland",
+            "c3",
+            1,
+            &["<sip:alice@d.example>;expires=60"],
+            &[],
+        );
+        assert_eq!(short.status(), 200);
+        assert!(short.changes.contains(&BindingChange::Evicted {
+            aor: "sip:alice@guichet.test".into(),
+            contact: "sip:alice@b.example".into()
+        }));
+        let mut left: Vec<_> = r
+            .lookup("sip:alice@guichet.test", t0)
+            .into_iter()
+            .map(|b| b.contact)
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["sip:alice@c.example", "sip:alice@d.example"]);
         let bob = register_with_auth(
             &mut r,
             t0,
@@ -2342,6 +2367,41 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn location_table_stays_bounded_and_consistent(
+            ops in proptest::collection::vec((0u8..4, 0u8..4, 0u32..5000, 0u64..2000, 0u8..3), 1..60)
+        ) {
+            let mut config = RegistrarConfig::new(REALM, Vec::new());
+            config.require_auth = false;
+            config.max_aors = 3;
+            config.max_bindings_per_aor = 2;
+            let mut r = Registrar::new(config).expect("valid config");
+            let t0 = Instant::now();
+            let mut now = t0;
+            for (cseq, (user, host, expires, advance, call)) in ops.into_iter().enumerate() {
+                now += Duration::from_secs(advance);
+                let cseq = u32::try_from(cseq).expect("small") + 1;
+                let contact = format!("<sip:u{user}@h{host}.example>;expires={expires}");
+                let out = r.handle_register(
+                    now,
+                    &register(&format!("u{user}"), &format!("call{call}"), cseq, &[&contact], &[]),
+                    source(),
+                );
+                prop_assert!(matches!(out.status(), 200 | 423 | 503), "{:?}", out.error);
+                if out.status() == 200 {
+                    let live = r.lookup(&format!("sip:u{user}@{REALM}"), now);
+                    let present = live.iter().any(|b| b.contact == format!("sip:u{user}@h{host}.example"));
+                    prop_assert_eq!(present, expires > 0);
+                    prop_assert!(live.iter().all(|b| b.expires_at > now));
+                }
+                prop_assert!(r.binding_count() <= 3 * 2);
+                if let Some(next) = r.poll_timeout() {
+                    r.expire(next);
+                    prop_assert!(r.poll_timeout().is_none_or(|t| t > next));
+                }
+            }
+        }
+
         #[test]
         fn arbitrary_contact_and_expires_never_panic(
             contact in "[ -~]{0,80}",
