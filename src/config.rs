@@ -90,6 +90,7 @@ pub struct Config {
     pub paths: PathsConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
+    pub registrar: RegistrarSection,
     pub log: LogConfig,
 }
 
@@ -263,6 +264,57 @@ impl Default for SecurityConfig {
             ],
             accepted_numbers: Vec::new(),
         }
+    }
+}
+
+/// The SIP registrar for agents' phones (REGISTER with digest authentication).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarSection {
+    /// When false, REGISTER gets 405.
+    pub enabled: bool,
+    /// Digest realm.
+    pub realm: String,
+    /// Domains whose addresses of record are held; empty means any.
+    pub domains: Vec<String>,
+    /// Shortest accepted registration (shorter get 423).
+    pub min_expires_secs: u32,
+    /// Longest registration granted.
+    pub max_expires_secs: u32,
+    /// Agents allowed to register (file only: a list does not fit an environment variable).
+    /// With none, every REGISTER is challenged and none succeeds.
+    pub users: Vec<RegistrarUser>,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> Self {
+        RegistrarSection {
+            enabled: true,
+            realm: "guichet".to_string(),
+            domains: Vec::new(),
+            min_expires_secs: 60,
+            max_expires_secs: 3600,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// One agent's credentials. The password is hashed (HA1) at startup and never printed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarUser {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// A secret string: `Debug` and `guichet config` show `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -672,6 +724,25 @@ impl Config {
                  callers send RTP to (it goes in SDP c=)",
             );
         }
+        if self.registrar.enabled && self.registrar.realm.trim().is_empty() {
+            return invalid("registrar.realm is empty: set a realm or registrar.enabled: false");
+        }
+        if self.registrar.min_expires_secs > self.registrar.max_expires_secs
+            || self.registrar.max_expires_secs == 0
+        {
+            return invalid(
+                "registrar.min_expires_secs must be at most registrar.max_expires_secs (above 0)",
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for u in &self.registrar.users {
+            if !seen.insert(u.user.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "registrar.users: {:?} is listed twice",
+                    u.user
+                )));
+            }
+        }
         if self.sip.answer_delay.get() >= crate::sip::endpoint::EARLY_CALL_TIMEOUT {
             return invalid(
                 "sip.answer_delay must be under 3m: the endpoint answers 480 to INVITEs left \
@@ -687,11 +758,15 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as YAML (`guichet config`). No secrets exist yet; when
-    /// some do, they are masked here.
+    /// The effective configuration as YAML (`guichet config`), secrets (registrar
+    /// passwords) replaced by `<redacted>`.
     pub fn to_yaml(&self) -> String {
+        let mut shown = self.clone();
+        for u in &mut shown.registrar.users {
+            u.password = Secret("<redacted>".to_string());
+        }
         let mut text =
-            serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}"));
+            serde_saphyr::to_string(&shown).unwrap_or_else(|e| format!("# cannot print: {e}"));
         if !text.ends_with('\n') {
             text.push('\n');
         }
@@ -969,6 +1044,29 @@ mod tests {
         c.sip.t1 = DurationValue(Duration::from_millis(50));
         let yaml = c.to_yaml();
         assert_eq!(Config::from_yaml("printed", &yaml).unwrap(), c, "{yaml}");
+    }
+
+    #[test]
+    fn registrar_users_come_from_the_file_and_passwords_are_never_printed() {
+        let yaml = "registrar:\n  realm: mairie.example\n  users:\n    - user: agent1\n      password: s3cret\n";
+        let c = Config::from_yaml("g.yaml", yaml).unwrap();
+        assert_eq!(c.registrar.users.len(), 1);
+        assert_eq!(c.registrar.users[0].password.0, "s3cret");
+        let printed = c.to_yaml();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        // Env overrides keep the real password (they round-trip the tree).
+        let c = c
+            .apply_env(env(&[("GUICHET_REGISTRAR_REALM", "autre.example")]))
+            .unwrap();
+        assert_eq!(c.registrar.users[0].password.0, "s3cret");
+        assert_eq!(c.registrar.realm, "autre.example");
+        let twice =
+            "registrar:\n  users:\n    - {user: a, password: x}\n    - {user: a, password: y}\n";
+        let err =
+            Config::assemble(Some(("g.yaml", twice)), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The registrar settings do not hold together.
+    #[error("registrar: {0}")]
+    Registrar(#[from] crate::sip::registrar::RegistrarError),
     /// The RTP port range is unusable.
     #[error("rtp.ports: {0}")]
     Ports(#[from] crate::media::ports::PortsError),

@@ -33,6 +33,7 @@ use crate::ids::CallKey;
 use crate::sip::endpoint::{
     CallCommand, ConnId, Endpoint, EndpointConfig, Event, Input, Output, Peer, Timers, Transport,
 };
+use crate::sip::registrar::{Registrar, RegistrarConfig, UserCredential};
 
 /// Capacity of the channel into the SIP task (commands from calls and TCP connections).
 const COMMAND_CAPACITY: usize = 1024;
@@ -189,7 +190,13 @@ impl SipTask {
             Some(ip) => SocketAddr::new(ip, sockets.local.port()),
             None => sockets.local,
         };
-        let endpoint = Endpoint::new(endpoint_config(&config, local));
+        let endpoint_config = endpoint_config(&config, local);
+        if let Some(r) = &endpoint_config.registrar {
+            // The endpoint silently disables a registrar whose config does not hold
+            // together; report the reason at startup instead.
+            Registrar::new(r.clone())?;
+        }
+        let endpoint = Endpoint::new(endpoint_config);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let call_settings = Arc::new(CallSettings {
             rtp_bind: config.rtp.address,
@@ -593,7 +600,28 @@ fn endpoint_config(config: &Config, local: SocketAddr) -> EndpointConfig {
             t4: config.sip.t4.get(),
         },
         seed: rand::random(),
+        registrar: registrar_config(config),
     }
+}
+
+/// The registrar's settings (HA1 computed here; passwords are not kept past startup).
+pub fn registrar_config(config: &Config) -> Option<RegistrarConfig> {
+    let section = &config.registrar;
+    if !section.enabled {
+        return None;
+    }
+    let users = section
+        .users
+        .iter()
+        .map(|u| UserCredential::from_password(&u.user, &section.realm, &u.password.0))
+        .collect();
+    let mut r = RegistrarConfig::new(&section.realm, users);
+    r.domains = section.domains.clone();
+    r.min_expires = section.min_expires_secs;
+    r.max_expires = section.max_expires_secs;
+    r.default_expires = r.default_expires.clamp(r.min_expires, r.max_expires);
+    r.seed = rand::random();
+    Some(r)
 }
 
 async fn recv_udp(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
