@@ -37,7 +37,9 @@ pub enum ClosedReason {
 /// The state of a service at an instant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
-    Open { until: jiff::ZonedDateTime },
+    Open {
+        until: jiff::ZonedDateTime,
+    },
     Closed {
         reason: ClosedReason,
         next_open: Option<jiff::ZonedDateTime>,
