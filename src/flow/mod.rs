@@ -10,9 +10,11 @@
 //! The language is documented in `docs/flows.md`.
 
 pub mod calendar;
+pub mod check;
 pub mod diagnostic;
 pub mod ir;
 pub mod load;
 pub mod model;
 pub mod say;
 pub mod table;
+pub mod timing;
