@@ -12,6 +12,7 @@
 pub mod calendar;
 pub mod check;
 pub mod diagnostic;
+pub mod interp;
 pub mod ir;
 pub mod load;
 pub mod model;
