@@ -27,7 +27,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
         mask >>= 1;
     }
     let mantissa = (pcm >> (exponent + 3)) & 0x0F;
-    !(sign | (exponent << 4) as i32 | mantissa) as u8
+    !(sign | (exponent << 4) | mantissa) as u8
 }
 
 /// Decode one mu-law byte to 16-bit linear.
@@ -45,7 +45,11 @@ pub const fn ulaw_to_linear(byte: u8) -> i16 {
 /// Encode one 16-bit linear sample to A-law.
 pub fn linear_to_alaw(sample: i16) -> u8 {
     let pcm = sample as i32;
-    let (mask, mut mag) = if pcm >= 0 { (0xD5, pcm) } else { (0x55, -pcm - 1) };
+    let (mask, mut mag) = if pcm >= 0 {
+        (0xD5, pcm)
+    } else {
+        (0x55, -pcm - 1)
+    };
     if mag > 0x7FFF {
         mag = 0x7FFF;
     }

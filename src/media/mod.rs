@@ -4,3 +4,4 @@
 //! return packets to send plus their next deadline. The engine's media workers drive them.
 
 pub mod g711;
+pub mod ports;
