@@ -630,10 +630,7 @@ impl FlowSet {
             return Some(p.text.clone());
         }
         let frag = id.0.split_once('/').map(|(_, f)| f)?;
-        crate::flow::say::fragments()
-            .into_iter()
-            .find(|(fid, _)| fid == frag)
-            .map(|(_, text)| text)
+        crate::flow::say::fragment_text(frag).map(str::to_owned)
     }
 
     /// Resolve a prompt by name in a flow (for dynamic `$var` prompts).

@@ -17,5 +17,6 @@ pub mod ir;
 pub mod load;
 pub mod model;
 pub mod say;
+pub mod simulate;
 pub mod table;
 pub mod timing;
