@@ -19,4 +19,5 @@ pub mod model;
 pub mod say;
 pub mod simulate;
 pub mod table;
+pub mod testing;
 pub mod timing;
