@@ -12,11 +12,13 @@
 pub mod calendar;
 pub mod check;
 pub mod diagnostic;
+pub mod graph;
 pub mod interp;
 pub mod ir;
 pub mod load;
 pub mod model;
 pub mod say;
+pub mod schema;
 pub mod simulate;
 pub mod table;
 pub mod testing;
