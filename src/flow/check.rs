@@ -125,6 +125,7 @@ pub fn check(set: &FlowSet, audio_dir: Option<&Path>) -> CheckReport {
     c.unreachable();
     c.loops();
     c.nodes();
+    c.dynamic_prompts();
     let entries = c.report();
     let mut diagnostics = c.diags;
     diagnostic::sort(&mut diagnostics);
@@ -591,6 +592,51 @@ impl Checker<'_> {
         }
     }
 
+    /// `$lieu.annonce` prompts: every row of the table behind `lieu` must name a prompt.
+    fn dynamic_prompts(&mut self) {
+        let set = self.set;
+        let lookups: Vec<(&str, &str)> = set
+            .nodes()
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Lookup { table, into, .. } => Some((into.as_str(), table.as_str())),
+                _ => None,
+            })
+            .collect();
+        for node in set.nodes() {
+            for r in node_prompt_refs(&node.kind) {
+                let PromptRef::Var { flow, var } = r else {
+                    continue;
+                };
+                let Some((into, column)) = var.split_once('.') else {
+                    continue;
+                };
+                for (_, table) in lookups.iter().filter(|(i, _)| *i == into) {
+                    let Some(t) = set.table(table) else { continue };
+                    if !t.has_column(column) {
+                        self.push(
+                            node.flow,
+                            node.loc,
+                            "dangling-prompt",
+                            format!("`${var}`: table `{table}` has no column `{column}`"),
+                            &format!("columns: {}", t.columns().join(", ")),
+                        );
+                        continue;
+                    }
+                    for row in t.rows() {
+                        let value = row.get(column).map(String::as_str).unwrap_or("");
+                        if set.prompt_in_flow(*flow, value).is_none() {
+                            let key = row.get("key").map(String::as_str).unwrap_or("?");
+                            self.push(node.flow, node.loc, "dangling-prompt",
+                                format!("`${var}`: row `{key}` of table `{table}` names prompt `{value}`, which this file does not define"),
+                                "add the prompt under `prompts:` or fix the table");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn timeout(&mut self, fi: FlowIdx, node: &Node, timeout: Duration) {
         if timeout < MIN_NO_INPUT_TIMEOUT {
             self.push(
@@ -839,6 +885,46 @@ impl Checker<'_> {
     }
 }
 
+/// Every prompt reference a node may play.
+pub fn node_prompt_refs(kind: &NodeKind) -> Vec<&PromptRef> {
+    let mut v: Vec<&PromptRef> = Vec::new();
+    match kind {
+        NodeKind::Play { prompts, .. }
+        | NodeKind::Queue { prompts, .. }
+        | NodeKind::Callback { prompts, .. }
+        | NodeKind::Voicemail { prompts, .. }
+        | NodeKind::Transfer { prompts, .. }
+        | NodeKind::Hangup { prompts } => v.extend(prompts),
+        NodeKind::Menu(m) => {
+            v.extend(&m.prompts);
+            v.extend(m.options.iter().filter_map(|o| o.prompt.as_ref()));
+            v.extend(&m.footer);
+            v.extend(&m.no_input.prompts);
+            v.extend(&m.invalid.prompts);
+        }
+        NodeKind::Collect(c) => {
+            v.extend(&c.prompts);
+            v.extend(&c.no_input.prompts);
+            v.extend(&c.invalid.prompts);
+            if let Some(cf) = &c.confirm {
+                v.extend(&cf.before);
+                v.extend(&cf.question);
+            }
+        }
+        NodeKind::Say { before, after, .. } => {
+            v.extend(before);
+            v.extend(after);
+        }
+        NodeKind::Switch { .. }
+        | NodeKind::Set { .. }
+        | NodeKind::Lookup { .. }
+        | NodeKind::Goto(_)
+        | NodeKind::Call { .. }
+        | NodeKind::Return => {}
+    }
+    v
+}
+
 fn services_of(c: &Condition, out: &mut Vec<String>) {
     match c {
         Condition::Open(s) | Condition::Closed(s) => out.push(s.clone()),
@@ -996,5 +1082,34 @@ nodes:
         let nodes = MENU.replace("no_input: { then: conseiller }", "no_input: { then: fin }")
             + "  fin:\n    hangup: {}\n";
         assert!(rules(&flow(&nodes, "")).contains(&"silence-reaches-human".to_owned()));
+    }
+
+    #[test]
+    fn table_rows_must_name_prompts() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = MENU.replace(
+            "goto: conseiller }\n        \"2\"",
+            "goto: cherche }\n        \"2\"",
+        ) + r#"  cherche:
+    lookup: { table: lieux, key: "91000", prefix: true, into: lieu, found: dit, not_found: conseiller }
+  dit:
+    play: { prompts: [$lieu.annonce], next: conseiller }
+"#;
+        std::fs::write(
+            dir.path().join("main.yaml"),
+            flow(&nodes, "  lieu_a: \"Lieu A.\""),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(
+            dir.path().join("data/lieux.csv"),
+            "key,annonce\n91,lieu_a\n92,lieu_b\n",
+        )
+        .unwrap();
+        let r = check_dir(dir.path(), None);
+        let bad: Vec<&Diagnostic> = r.diagnostics.iter().filter(|d| d.is_error()).collect();
+        assert_eq!(bad.len(), 1, "{bad:#?}");
+        assert_eq!(bad[0].rule, "dangling-prompt");
+        assert!(bad[0].message.contains("lieu_b"), "{}", bad[0]);
     }
 }

@@ -13,7 +13,7 @@
 //! println!("{} starts at {}", set.version(), set.node_name(entry));
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -642,6 +642,100 @@ impl FlowSet {
     }
 }
 
+/// Node described with names instead of indices, to compare nodes across two sets.
+fn node_signature(set: &FlowSet, node: &Node) -> String {
+    let raw = format!("{:?}", node.kind);
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw.as_str();
+    loop {
+        let next = ["NodeIdx(", "PromptIdx(", "FlowIdx("]
+            .iter()
+            .filter_map(|pat| rest.find(pat).map(|p| (p, *pat)))
+            .min_by_key(|(p, _)| *p);
+        let Some((pos, pat)) = next else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + pat.len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        let n: u32 = after[..digits].parse().unwrap_or(u32::MAX);
+        let name = match pat {
+            "NodeIdx(" => set.node_name(NodeIdx(n)),
+            "PromptIdx(" => set
+                .prompt(PromptIdx(n))
+                .map(|p| format!("{}={:?}", p.id, p.text))
+                .unwrap_or_default(),
+            _ => set
+                .flow(FlowIdx(n))
+                .map(|f| f.id.clone())
+                .unwrap_or_default(),
+        };
+        out.push_str(&name);
+        rest = after.get(digits + 1..).unwrap_or("");
+    }
+    out
+}
+
+/// What changed between two versions of a flow set, one line per change: `+ node
+/// main.x`, `- node main.y`, `~ node main.menu`, `~ prompt fr/main/bienvenue`, and the
+/// same for flows. Empty when nothing changed.
+pub fn diff_summary(old: &FlowSet, new: &FlowSet) -> Vec<String> {
+    let mut out = Vec::new();
+    let flows = |s: &FlowSet| {
+        s.flows()
+            .iter()
+            .map(|f| f.id.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let (fo, fnew) = (flows(old), flows(new));
+    out.extend(fnew.difference(&fo).map(|f| format!("+ flow {f}")));
+    out.extend(fo.difference(&fnew).map(|f| format!("- flow {f}")));
+    let nodes = |s: &FlowSet| {
+        s.nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (s.node_name(NodeIdx(i as u32)), node_signature(s, n)))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (no, nn) = (nodes(old), nodes(new));
+    for (name, sig) in &nn {
+        match no.get(name) {
+            None => out.push(format!("+ node {name}")),
+            Some(o) if o != sig => out.push(format!("~ node {name}")),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        no.keys()
+            .filter(|k| !nn.contains_key(*k))
+            .map(|k| format!("- node {k}")),
+    );
+    let prompts = |s: &FlowSet| {
+        s.prompts()
+            .iter()
+            .map(|p| (p.id.clone(), p.text.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (po, pn) = (prompts(old), prompts(new));
+    for (id, text) in &pn {
+        match po.get(id) {
+            None => out.push(format!("+ prompt {id}")),
+            Some(t) if t != text => out.push(format!("~ prompt {id}")),
+            Some(_) => {}
+        }
+    }
+    out.extend(
+        po.keys()
+            .filter(|k| !pn.contains_key(*k))
+            .map(|k| format!("- prompt {k}")),
+    );
+    if out.is_empty() && old.version() != new.version() {
+        out.push("~ calendar, tables or formatting".to_owned());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,5 +784,34 @@ mod tests {
             let longer = format!("{s}0");
             prop_assert!(!p.matches(&longer));
         }
+    }
+
+    #[test]
+    fn diff_names_what_changed() {
+        let a = r#"
+id: main
+language: fr
+reviewed: 2026-12-05
+entry: a
+prompts: { p: "Bonjour.", q: "Au revoir." }
+nodes:
+  a:
+    play: { prompts: [p], next: b }
+  b:
+    hangup: { prompts: [q] }
+"#;
+        let b = a
+            .replace("Au revoir.", "Au revoir et merci.")
+            .replace("next: b }", "next: c }\n  c:\n    goto: b");
+        let old = FlowSet::from_texts(&[("main", a)]).unwrap();
+        let new = FlowSet::from_texts(&[("main", &b)]).unwrap();
+        let d = diff_summary(&old, &new);
+        assert!(d.contains(&"~ node main.a".to_owned()), "{d:?}");
+        assert!(d.contains(&"+ node main.c".to_owned()), "{d:?}");
+        assert!(d.contains(&"~ prompt fr/main/q".to_owned()), "{d:?}");
+        // The hang-up plays a changed prompt: its node changed too.
+        assert!(d.contains(&"~ node main.b".to_owned()), "{d:?}");
+        assert!(diff_summary(&old, &old).is_empty());
+        assert_ne!(old.version(), new.version());
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod calendar;
 pub mod check;
+pub mod cli;
 pub mod diagnostic;
 pub mod graph;
 pub mod interp;

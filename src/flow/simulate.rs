@@ -274,7 +274,13 @@ pub fn simulate_with(
                 }
                 Output::StopPlayback => {
                     if let Some(p) = playing.take() {
-                        lines.extend(p.heard(set, now));
+                        // What was heard comes before the key that cut it short.
+                        let at = lines
+                            .iter()
+                            .rposition(|l| matches!(l, Line::Pressed { at, .. } if *at == now))
+                            .unwrap_or(lines.len());
+                        let heard = p.heard(set, now);
+                        lines.splice(at..at, heard);
                     }
                 }
                 Output::StartCollect { .. } => {}
