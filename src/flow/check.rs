@@ -831,6 +831,19 @@ impl Checker<'_> {
         let limit_main = set
             .flow_by_id("main")
             .and_then(|(_, f)| f.max_seconds_to_human);
+        // From every place a caller waits for a key, silence must lead somewhere useful.
+        let mut memo = BTreeMap::new();
+        for (i, node) in set.nodes().iter().enumerate() {
+            if !matches!(node.kind, NodeKind::Menu(_) | NodeKind::Collect(_)) {
+                continue;
+            }
+            let r = self.reach(NodeIdx(i as u32), 0, &mut BTreeSet::new(), &mut memo);
+            if r.stuck {
+                self.push(node.flow, node.loc, "silence-reaches-human",
+                    format!("a caller who stays silent at `{}` can end without a person or a closed message", node.name),
+                    "lead the no-input route to a queue, or to a hang-up that says when to call back");
+            }
+        }
         for (i, f) in set.flows().iter().enumerate() {
             let fi = FlowIdx(i as u32);
             let mut memo = BTreeMap::new();
@@ -1075,6 +1088,29 @@ nodes:
         let r = rules(&text);
         assert!(r.contains(&"agent-offered".to_owned()), "{r:?}");
         assert!(r.contains(&"max-seconds-to-human".to_owned()), "{r:?}");
+    }
+
+    #[test]
+    fn silence_deep_in_a_menu_is_checked() {
+        let nodes = MENU.replace(
+            "goto: conseiller }\n        \"2\"",
+            "goto: sous }\n        \"2\"",
+        ) + r#"  sous:
+    menu:
+      options: { "1": { prompt: impots, goto: conseiller } }
+      footer: [conseiller]
+      no_input: { then: fin }
+  fin:
+    hangup: {}
+"#;
+        let set = FlowSet::from_texts(&[("main", &flow(&nodes, ""))]).unwrap();
+        let r = check(&set, None);
+        let d = r
+            .diagnostics
+            .iter()
+            .find(|d| d.rule == "silence-reaches-human")
+            .unwrap();
+        assert!(d.message.contains("`sous`"), "{d}");
     }
 
     #[test]
