@@ -500,4 +500,38 @@ nodes:
         );
         assert!(!t.to_string().is_empty());
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn shipped() -> Arc<FlowSet> {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
+            Arc::new(FlowSet::load(&dir).unwrap())
+        }
+
+        fn key() -> impl Strategy<Value = (Option<Duration>, char)> {
+            (
+                proptest::option::of(0u64..12_000).prop_map(|o| o.map(Duration::from_millis)),
+                proptest::sample::select("0123456789*#".chars().collect::<Vec<_>>()),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            /// Whatever a caller presses, and then silence: the call always ends (a person,
+            /// a closed message or goodbye), never stuck, in bounded time.
+            #[test]
+            fn every_key_sequence_has_a_way_out(keys in proptest::collection::vec(key(), 0..14)) {
+                let set = shipped();
+                let t = simulate(&set, "main", &keys, at());
+                let ending = t.ending();
+                prop_assert!(
+                    matches!(ending, Some((_, Ending::Finished(r))) if r != EndReason::Stuck),
+                    "{t}"
+                );
+                prop_assert!(ending.is_some_and(|(d, _)| d < Duration::from_secs(1800)), "{t}");
+            }
+        }
+    }
 }
