@@ -233,11 +233,61 @@ fn yaml_diagnostic(path: &Path, err: &serde_saphyr::Error) -> Diagnostic {
         }
         other => {
             let text = other.to_string();
-            let first = text.lines().next().unwrap_or("invalid YAML").to_owned();
-            at("yaml", first)
-                .with_help("check the indentation and the value's type (see docs/flows.md)")
+            let first = text.lines().next().unwrap_or("invalid YAML");
+            // The location is already in front of the message.
+            let first = match first.rfind(" at line ") {
+                Some(p) => first.get(..p).unwrap_or(first),
+                None => first,
+            };
+            let (message, help) = explain(first);
+            at("yaml", message).with_help(help)
         }
     }
+}
+
+/// Plain words for the YAML library's most common messages.
+fn explain(message: &str) -> (String, &'static str) {
+    const KNOWN: &[(&str, &str, &str)] = &[
+        (
+            "invalid u",
+            "expected a whole number",
+            "write digits only, like `2`",
+        ),
+        (
+            "invalid i",
+            "expected a whole number",
+            "write digits only, like `2`",
+        ),
+        (
+            "invalid bool",
+            "expected true or false",
+            "write `true` or `false`",
+        ),
+        (
+            "expected sequence start",
+            "expected a list",
+            "write a list like `[bienvenue, menu_intro]`",
+        ),
+        (
+            "expected mapping start",
+            "expected a map",
+            "write a map like `{ next: menu }` (an empty one is `{}`)",
+        ),
+        (
+            "expected end of mapping after enum variant",
+            "a node has exactly one kind, and this one has more",
+            "split it into two nodes linked by `next:`",
+        ),
+    ];
+    for (prefix, plain, help) in KNOWN {
+        if message.starts_with(prefix) {
+            return (format!("{plain} ({message})"), help);
+        }
+    }
+    (
+        message.to_owned(),
+        "check the indentation and the value's type (see docs/flows.md)",
+    )
 }
 
 struct Parsed {
@@ -1117,5 +1167,36 @@ nodes:
             set.prompt(PromptIdx(0)).map(|p| p.id.0.clone()).as_deref(),
             Some("fr/main/bienvenue")
         );
+    }
+
+    #[test]
+    fn type_errors_are_explained() {
+        let base = "id: main\nlanguage: fr\nreviewed: 2026-12-05\nentry: a\nnodes:\n  a:\n    hangup: {}\n";
+        let cases = [
+            (
+                base.replace("entry: a\n", "entry: a\ndefaults: { retries: deux }\n"),
+                "whole number",
+                5,
+            ),
+            (
+                base.replace("hangup: {}", "hangup: { prompts: bye }"),
+                "expected a list",
+                7,
+            ),
+            (
+                base.replace(
+                    "    hangup: {}",
+                    "    hangup: {}\n    play: { prompts: [], next: a }",
+                ),
+                "exactly one kind",
+                8,
+            ),
+        ];
+        for (text, want, line) in cases {
+            let d = FlowSet::from_texts(&[("main", &text)]).unwrap_err();
+            assert!(d[0].message.contains(want), "{}", d[0]);
+            assert!(!d[0].message.contains("at line"), "{}", d[0]);
+            assert_eq!(d[0].line, line, "{}", d[0]);
+        }
     }
 }
