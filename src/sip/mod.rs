@@ -5,10 +5,18 @@
 //! - `transaction`: RFC 3261 section 17 (with RFC 6026) server and client transactions,
 //!   driven by inputs stamped with `now` and exposing their next deadline.
 //! - `dialog`: dialog state (tags, route set, remote target, CSeq).
-//! - [`endpoint`]: the UAS core that owns transactions and dialogs for one SIP endpoint:
+//! - `headers`: small header accessors (top Via, tags, CSeq, URIs) over the façade types.
+//! - `ratelimit`: per-source token buckets in a bounded table.
+//! - [`endpoint`]: the UAS core that owns transactions and dialogs for one SIP endpoint
+//!   (its request handling lives in the private `uas` module):
 //!   datagrams in, datagrams and call events out.
 //!
 //! Nothing here touches a socket, tokio or the clock.
 
+pub mod dialog;
 pub mod endpoint;
+pub mod headers;
 pub mod message;
+pub mod ratelimit;
+pub mod transaction;
+mod uas;
