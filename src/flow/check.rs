@@ -121,6 +121,7 @@ pub fn check(set: &FlowSet, audio_dir: Option<&Path>) -> CheckReport {
     };
     if let Some(dir) = audio_dir {
         c.missing_wavs(dir);
+        c.missing_fragments(dir);
     }
     c.unreachable();
     c.loops();
@@ -291,6 +292,42 @@ impl Checker<'_> {
                     format!("prompt `{}` has no recording at {}", p.name, path.display()),
                     "record it, or render it with `guichet prompts render`",
                 );
+            }
+        }
+    }
+
+    /// Fragments that `say` nodes with a literal value and collect read-backs will play.
+    fn missing_fragments(&mut self, dir: &Path) {
+        let set = self.set;
+        for node in set.nodes() {
+            let Some(flow) = set.flow(node.flow) else {
+                continue;
+            };
+            let fragments = match &node.kind {
+                NodeKind::Say {
+                    value: Value::Literal(v),
+                    as_,
+                    ..
+                } => crate::flow::interp::say_value(*as_, v),
+                NodeKind::Collect(c) if c.read_back => crate::flow::say::digits("0123456789"),
+                _ => continue,
+            };
+            for f in fragments {
+                let id = PromptId(format!("{}/{f}", flow.language));
+                let path = id.wav_path(dir);
+                if !path.is_file() {
+                    self.push(
+                        node.flow,
+                        node.loc,
+                        "missing-wav",
+                        format!(
+                            "fragment `{f}` said by `{}` has no recording at {}",
+                            node.name,
+                            path.display()
+                        ),
+                        "render the fragments with `guichet prompts render`",
+                    );
+                }
             }
         }
     }
@@ -1147,5 +1184,22 @@ nodes:
         assert_eq!(bad.len(), 1, "{bad:#?}");
         assert_eq!(bad[0].rule, "dangling-prompt");
         assert!(bad[0].message.contains("lieu_b"), "{}", bad[0]);
+    }
+
+    #[test]
+    fn missing_recordings_are_listed() {
+        let set = FlowSet::from_texts(&[("main", &flow(MENU, ""))]).unwrap();
+        let audio = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(audio.path().join("fr/main")).unwrap();
+        std::fs::write(audio.path().join("fr/main/impots.wav"), b"not a wav").unwrap();
+        let r = check(&set, Some(audio.path()));
+        let missing: Vec<&str> = r
+            .diagnostics
+            .iter()
+            .filter(|d| d.rule == "missing-wav")
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(missing.len(), set.prompts().len() - 1, "{missing:?}");
+        assert!(!missing.iter().any(|m| m.contains("`impots`")));
     }
 }
