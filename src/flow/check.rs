@@ -366,7 +366,8 @@ impl Checker<'_> {
     /// Cycles in the graph of edges taken without caller action.
     fn loops(&mut self) {
         let n = self.set.nodes().len();
-        // 0 = new, 1 = on the stack, 2 = done.
+        // 0 = new, 1 = on the stack, 2 = done. Indexed by node index (< n) only: `start`
+        // ranges over 0..n, `v` is checked with `get`, `u` comes from the stack.
         let mut color = vec![0u8; n];
         let mut reported = BTreeSet::new();
         for start in 0..n {

@@ -386,7 +386,9 @@ pub fn simulate_with(
         }
         now = t;
         if key_at == Some(t) {
-            let (_, key) = keys[next_key];
+            let Some(&(_, key)) = keys.get(next_key) else {
+                continue;
+            };
             next_key += 1;
             last_key_at = now;
             // The key cuts the message: record what was heard first, once the run answers.
