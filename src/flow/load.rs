@@ -108,13 +108,7 @@ pub fn load(dir: &Path) -> Result<FlowSet, Vec<Diagnostic>> {
         match Calendar::load(&cal_path) {
             Ok(c) => c,
             Err(e) => {
-                diags.push(Diagnostic::error(
-                    &cal_path,
-                    0,
-                    0,
-                    "calendar",
-                    e.to_string(),
-                ));
+                diags.push(located(&cal_path, "calendar", &e.to_string()));
                 Calendar::default()
             }
         }
@@ -143,7 +137,7 @@ pub fn load(dir: &Path) -> Result<FlowSet, Vec<Diagnostic>> {
                 Ok(t) => {
                     tables.insert(stem.to_owned(), t);
                 }
-                Err(e) => diags.push(Diagnostic::error(&path, 0, 0, "table", e.to_string())),
+                Err(e) => diags.push(located(&path, "table", &e.to_string())),
             }
         }
     }
@@ -159,6 +153,32 @@ pub fn load(dir: &Path) -> Result<FlowSet, Vec<Diagnostic>> {
             Err(diags)
         }
     }
+}
+
+/// A diagnostic from an error text that may start with `path:line[:column]: `.
+fn located(path: &Path, rule: &str, text: &str) -> Diagnostic {
+    let prefix = format!("{}:", path.display());
+    if let Some(rest) = text.strip_prefix(&prefix) {
+        let mut parts = rest.splitn(3, ':');
+        let line = parts.next().and_then(|l| l.trim().parse::<u32>().ok());
+        let second = parts.next();
+        let third = parts.next();
+        match (
+            line,
+            second.and_then(|c| c.trim().parse::<u32>().ok()),
+            third,
+        ) {
+            (Some(l), Some(c), Some(msg)) => {
+                return Diagnostic::error(path, l, c, rule, msg.trim());
+            }
+            (Some(l), None, _) => {
+                let msg = rest.split_once(':').map(|(_, m)| m).unwrap_or(rest);
+                return Diagnostic::error(path, l, 0, rule, msg.trim());
+            }
+            _ => {}
+        }
+    }
+    Diagnostic::error(path, 0, 0, rule, text)
 }
 
 /// Parse "5s", "1m30s", "500ms", "2h" into a duration.
@@ -1198,5 +1218,28 @@ nodes:
             assert!(!d[0].message.contains("at line"), "{}", d[0]);
             assert_eq!(d[0].line, line, "{}", d[0]);
         }
+    }
+
+    #[test]
+    fn calendar_and_table_errors_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("main.yaml"),
+            "id: main\nlanguage: fr\nreviewed: 2026-12-05\nentry: a\nnodes:\n  a:\n    hangup: {}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("calendar.yaml"),
+            "services:\n  accueil:\n    hours:\n      lundi: [\"25:00-26:00\"]\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/t.csv"), "key,a\n1,2,3\n").unwrap();
+        let d = load(dir.path()).unwrap_err();
+        let cal = d.iter().find(|d| d.rule == "calendar").unwrap();
+        assert_eq!(cal.line, 4, "{cal}");
+        assert!(cal.column > 0, "{cal}");
+        let table = d.iter().find(|d| d.rule == "table").unwrap();
+        assert_eq!(table.line, 2, "{table}");
     }
 }
