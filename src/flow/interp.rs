@@ -5,6 +5,9 @@
 //! [`FlowRun::poll_output`]; [`FlowRun::poll_timeout`] is the next deadline. Wall-clock time
 //! (for opening hours) is the `wall` given at the start, advanced by the virtual clock.
 //!
+//! A run holds the `Arc<FlowSet>` it started with: a hot reload changes new calls only, so
+//! an edit never breaks a call in progress.
+//!
 //! Global keys work from every menu and message: the agent key (`0`) leads to the flow's
 //! `agent:` route, `*` repeats the current node, `#` goes back to the previous menu. In a
 //! `collect` node digits are data: `0` is a digit there, `*` restarts the entry and the
