@@ -219,50 +219,6 @@ struct Checker<'a> {
     diags: Vec<Diagnostic>,
 }
 
-/// Every node a node can lead to, with whether the edge is taken without caller action.
-pub fn edges(kind: &NodeKind) -> Vec<(NodeIdx, bool)> {
-    let mut v = Vec::new();
-    match kind {
-        NodeKind::Play { next, .. } | NodeKind::Say { next, .. } | NodeKind::Set { next, .. } => {
-            v.push((*next, true))
-        }
-        NodeKind::Menu(m) => {
-            v.extend(m.options.iter().map(|o| (o.goto, false)));
-            v.extend(m.no_input.then.map(|t| (t, true)));
-            v.extend(m.invalid.then.map(|t| (t, false)));
-        }
-        NodeKind::Collect(c) => {
-            v.push((c.next, false));
-            v.extend(c.no_input.then.map(|t| (t, true)));
-            v.extend(c.invalid.then.map(|t| (t, false)));
-        }
-        NodeKind::Switch { cases, default } => {
-            v.extend(cases.iter().map(|(_, n)| (*n, true)));
-            v.push((*default, true));
-        }
-        NodeKind::Lookup {
-            found, not_found, ..
-        } => {
-            v.push((*found, true));
-            v.push((*not_found, true));
-        }
-        NodeKind::Queue { fallback, .. } | NodeKind::Transfer { fallback, .. } => {
-            v.push((*fallback, true))
-        }
-        NodeKind::Callback { next, fallback, .. } | NodeKind::Voicemail { next, fallback, .. } => {
-            v.push((*next, true));
-            v.push((*fallback, true));
-        }
-        NodeKind::Goto(n) => v.push((*n, true)),
-        NodeKind::Call { node, next } => {
-            v.push((*node, true));
-            v.push((*next, true));
-        }
-        NodeKind::Return | NodeKind::Hangup { .. } => {}
-    }
-    v
-}
-
 impl Checker<'_> {
     fn flow_of(&self, node: &Node) -> Option<&Flow> {
         self.set.flow(node.flow)
@@ -346,7 +302,7 @@ impl Checker<'_> {
                 continue;
             }
             if let Some(node) = self.set.node(n) {
-                stack.extend(edges(&node.kind).into_iter().map(|(e, _)| e));
+                stack.extend(node.kind.routes().into_iter().map(|(_, to)| to));
             }
         }
         let set = self.set;
@@ -382,10 +338,11 @@ impl Checker<'_> {
                     .set
                     .node(NodeIdx(u as u32))
                     .map(|node| {
-                        edges(&node.kind)
+                        node.kind
+                            .routes()
                             .into_iter()
-                            .filter(|(_, s)| *s)
-                            .map(|(e, _)| e.0 as usize)
+                            .filter(|(via, _)| via.without_caller())
+                            .map(|(_, to)| to.0 as usize)
                             .collect()
                     })
                     .unwrap_or_default();

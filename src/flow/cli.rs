@@ -19,7 +19,7 @@ use crate::flow::check;
 use crate::flow::diagnostic::Severity;
 use crate::flow::graph;
 use crate::flow::interp::{CallerInfo, FlowRun, Input, Output, QueueResult};
-use crate::flow::ir::FlowSet;
+use crate::flow::ir::{FlowSet, is_phone_key};
 use crate::flow::load::parse_duration;
 use crate::flow::schema;
 use crate::flow::simulate::{SimOptions, simulate_with};
@@ -126,7 +126,7 @@ pub fn parse_keys(s: &str) -> Result<Vec<(Option<Duration>, char)>, String> {
             continue;
         }
         for c in token.chars() {
-            if !(c.is_ascii_digit() || c == '*' || c == '#') {
+            if !is_phone_key(c) {
                 return Err(format!("`{c}` is not a phone key (0-9, *, #)"));
             }
             keys.push((wait.take(), c));
@@ -207,6 +207,52 @@ pub fn cli_simulate(
     interactive(&set, entry, caller, at, audio_dir, input, output)
 }
 
+/// Play what the run asks to the end (printing it) and answer its actions with "no adviser
+/// available", until it waits for a key or ends. Returns the new virtual time.
+fn play_out(
+    run: &mut FlowRun,
+    set: &FlowSet,
+    times: &PromptTimes,
+    origin: Instant,
+    mut now: Instant,
+    out: &mut dyn Write,
+) -> Instant {
+    let at = |now: Instant| (now - origin).as_secs_f64();
+    while let Some(o) = run.poll_output() {
+        match o {
+            Output::Play { prompts, .. } => {
+                for p in &prompts {
+                    let text = set.prompt_text(p).unwrap_or_else(|| format!("<{p}>"));
+                    let _ = writeln!(out, "{:7.1}s  « {text} »", at(now));
+                    now += times.of_id(set, p);
+                }
+                run.handle_input(Input::PromptFinished(now));
+            }
+            Output::Enqueue { queue, .. } => {
+                let _ = writeln!(
+                    out,
+                    "{:7.1}s  -> file d'attente {queue} (aucun conseiller dans la simulation)",
+                    at(now)
+                );
+                run.handle_input(Input::QueueResult(now, QueueResult::Unavailable));
+            }
+            Output::Callback { .. } | Output::Voicemail { .. } | Output::Transfer { .. } => {
+                let _ = writeln!(
+                    out,
+                    "{:7.1}s  -> {o:?} (indisponible dans la simulation)",
+                    at(now)
+                );
+                run.handle_input(Input::QueueResult(now, QueueResult::Unavailable));
+            }
+            Output::Hangup => {
+                let _ = writeln!(out, "{:7.1}s  -> raccroché", at(now));
+            }
+            Output::StopPlayback | Output::StartCollect { .. } | Output::Event(_) => {}
+        }
+    }
+    now
+}
+
 fn interactive(
     set: &Arc<FlowSet>,
     entry: &str,
@@ -219,8 +265,7 @@ fn interactive(
     let times = PromptTimes::new(set, audio_dir);
     // Virtual time from one origin; only durations are added to it.
     let origin = Instant::now();
-    let mut now = origin;
-    let mut run = match FlowRun::new(set.clone(), entry, caller, now, at) {
+    let mut run = match FlowRun::new(set.clone(), entry, caller, origin, at) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
@@ -231,51 +276,8 @@ fn interactive(
         out,
         "Appel simulé. Tapez des touches puis Entrée ; Entrée seule = silence ; q = raccrocher."
     );
+    let mut now = play_out(&mut run, set, &times, origin, origin, out);
     loop {
-        // Play everything to the end and answer actions until the flow waits or ends.
-        let mut progressed = true;
-        while progressed {
-            progressed = false;
-            while let Some(o) = run.poll_output() {
-                match o {
-                    Output::Play { prompts, .. } => {
-                        for p in &prompts {
-                            let text = set.prompt_text(p).unwrap_or_else(|| format!("<{p}>"));
-                            let _ =
-                                writeln!(out, "{:7.1}s  « {text} »", (now - origin).as_secs_f64());
-                            now += times.of_id(set, p);
-                        }
-                        run.handle_input(Input::PromptFinished(now));
-                        progressed = true;
-                    }
-                    Output::Enqueue { queue, .. } => {
-                        let _ = writeln!(
-                            out,
-                            "{:7.1}s  -> file d'attente {queue} (aucun conseiller dans la simulation)",
-                            (now - origin).as_secs_f64()
-                        );
-                        run.handle_input(Input::QueueResult(now, QueueResult::Unavailable));
-                        progressed = true;
-                    }
-                    Output::Callback { .. }
-                    | Output::Voicemail { .. }
-                    | Output::Transfer { .. } => {
-                        let _ = writeln!(
-                            out,
-                            "{:7.1}s  -> {o:?} (indisponible dans la simulation)",
-                            (now - origin).as_secs_f64()
-                        );
-                        run.handle_input(Input::QueueResult(now, QueueResult::Unavailable));
-                        progressed = true;
-                    }
-                    Output::Hangup => {
-                        let _ =
-                            writeln!(out, "{:7.1}s  -> raccroché", (now - origin).as_secs_f64());
-                    }
-                    _ => {}
-                }
-            }
-        }
         if run.is_done() {
             return ExitCode::SUCCESS;
         }
@@ -285,19 +287,12 @@ fn interactive(
         let _ = write!(out, "touches> ");
         let _ = out.flush();
         let mut line = String::new();
-        match input.read_line(&mut line) {
-            Ok(0) | Err(_) => {
-                run.handle_input(Input::Hangup);
-                return ExitCode::SUCCESS;
-            }
-            Ok(_) => {}
-        }
-        let line = line.trim();
-        if line == "q" {
+        if matches!(input.read_line(&mut line), Ok(0) | Err(_)) || line.trim() == "q" {
             run.handle_input(Input::Hangup);
             return ExitCode::SUCCESS;
         }
-        if line.is_empty() {
+        let keys: Vec<char> = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if keys.is_empty() {
             let _ = writeln!(
                 out,
                 "          … silence {:.0}s",
@@ -305,37 +300,15 @@ fn interactive(
             );
             now = deadline;
             run.handle_input(Input::Timeout(now));
+            now = play_out(&mut run, set, &times, origin, now, out);
             continue;
         }
-        for c in line.chars().filter(|c| !c.is_whitespace()) {
+        // Each key is pressed once the previous one's prompts have finished.
+        for c in keys {
             run.handle_input(Input::Digit(now, c));
-            // Each key is pressed after the previous one's prompts finished.
-            while let Some(o) = run.poll_output() {
-                if let Output::Play { prompts, .. } = o {
-                    for p in &prompts {
-                        let text = set.prompt_text(p).unwrap_or_else(|| format!("<{p}>"));
-                        let _ = writeln!(out, "{:7.1}s  « {text} »", (now - origin).as_secs_f64());
-                        now += times.of_id(set, p);
-                    }
-                    run.handle_input(Input::PromptFinished(now));
-                } else if let Output::Enqueue { queue, .. } = o {
-                    let _ = writeln!(
-                        out,
-                        "{:7.1}s  -> file d'attente {queue}",
-                        (now - origin).as_secs_f64()
-                    );
-                    run.handle_input(Input::QueueResult(now, QueueResult::Unavailable));
-                } else if matches!(
-                    o,
-                    Output::Callback { .. } | Output::Voicemail { .. } | Output::Transfer { .. }
-                ) {
-                    run.handle_input(Input::QueueResult(now, QueueResult::Unavailable));
-                } else if o == Output::Hangup {
-                    let _ = writeln!(out, "{:7.1}s  -> raccroché", (now - origin).as_secs_f64());
-                }
-            }
+            now = play_out(&mut run, set, &times, origin, now, out);
             if run.is_done() {
-                return ExitCode::SUCCESS;
+                break;
             }
         }
     }

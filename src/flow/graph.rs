@@ -12,50 +12,35 @@
 
 use std::fmt::Write;
 
-use crate::flow::ir::{Condition, FlowSet, NodeIdx, NodeKind};
+use crate::flow::ir::{Condition, FlowSet, NodeIdx, NodeKind, Via};
 
 /// Routes out of a node with their labels.
 pub fn labelled_edges(kind: &NodeKind) -> Vec<(String, NodeIdx)> {
-    let mut v = Vec::new();
-    match kind {
-        NodeKind::Play { next, .. } | NodeKind::Say { next, .. } | NodeKind::Set { next, .. } => {
-            v.push(("suite".into(), *next))
-        }
-        NodeKind::Menu(m) => {
-            v.extend(m.options.iter().map(|o| (o.key.to_string(), o.goto)));
-            v.extend(m.no_input.then.map(|t| ("silence".into(), t)));
-            v.extend(m.invalid.then.map(|t| ("invalide".into(), t)));
-        }
-        NodeKind::Collect(c) => {
-            v.push(("saisi".into(), c.next));
-            v.extend(c.no_input.then.map(|t| ("silence".into(), t)));
-            v.extend(c.invalid.then.map(|t| ("invalide".into(), t)));
-        }
-        NodeKind::Switch { cases, default } => {
-            v.extend(cases.iter().map(|(c, n)| (describe(c), *n)));
-            v.push(("sinon".into(), *default));
-        }
-        NodeKind::Lookup {
-            found, not_found, ..
-        } => {
-            v.push(("trouvé".into(), *found));
-            v.push(("absent".into(), *not_found));
-        }
-        NodeKind::Queue { fallback, .. } | NodeKind::Transfer { fallback, .. } => {
-            v.push(("repli".into(), *fallback))
-        }
-        NodeKind::Callback { next, fallback, .. } | NodeKind::Voicemail { next, fallback, .. } => {
-            v.push(("suite".into(), *next));
-            v.push(("repli".into(), *fallback));
-        }
-        NodeKind::Goto(n) => v.push(("suite".into(), *n)),
-        NodeKind::Call { node, next } => {
-            v.push(("appel".into(), *node));
-            v.push(("retour".into(), *next));
-        }
-        NodeKind::Return | NodeKind::Hangup { .. } => {}
-    }
-    v
+    kind.routes()
+        .into_iter()
+        .map(|(via, to)| {
+            let label = match via {
+                Via::Next => "suite".to_owned(),
+                Via::Key(k) => k.to_string(),
+                Via::NoInput => "silence".to_owned(),
+                Via::Invalid => "invalide".to_owned(),
+                Via::Collected => "saisi".to_owned(),
+                Via::Case(i) => match kind {
+                    NodeKind::Switch { cases, .. } => {
+                        cases.get(i).map(|(c, _)| describe(c)).unwrap_or_default()
+                    }
+                    _ => String::new(),
+                },
+                Via::Default => "sinon".to_owned(),
+                Via::Found => "trouvé".to_owned(),
+                Via::NotFound => "absent".to_owned(),
+                Via::Fallback => "repli".to_owned(),
+                Via::Callee => "appel".to_owned(),
+                Via::AfterCall => "retour".to_owned(),
+            };
+            (label, to)
+        })
+        .collect()
 }
 
 fn describe(c: &Condition) -> String {

@@ -51,6 +51,11 @@ impl std::fmt::Display for PromptId {
     }
 }
 
+/// Whether `c` is a key of a phone keypad (`0`-`9`, `*`, `#`).
+pub fn is_phone_key(c: char) -> bool {
+    c.is_ascii_digit() || c == '*' || c == '#'
+}
+
 /// A place in a flow file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Loc {
@@ -235,6 +240,92 @@ pub enum NodeKind {
     Hangup {
         prompts: Vec<PromptRef>,
     },
+}
+
+/// Why a route out of a node is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// After the node's prompts or action (`next`, `goto`, the callee of a `call`...).
+    Next,
+    /// A menu option.
+    Key(char),
+    /// Silence after the last retry.
+    NoInput,
+    /// Wrong keys after the last retry.
+    Invalid,
+    /// Digits collected and accepted.
+    Collected,
+    /// The switch case at this index holds.
+    Case(usize),
+    /// No switch case holds.
+    Default,
+    Found,
+    NotFound,
+    /// No adviser available (queue, transfer, callback, voicemail).
+    Fallback,
+    /// The sub-menu run by a `call`.
+    Callee,
+    /// Where a `call` continues after the sub-menu's `return`.
+    AfterCall,
+}
+
+impl Via {
+    /// Whether a caller who presses nothing can take this route.
+    pub fn without_caller(self) -> bool {
+        !matches!(self, Via::Key(_) | Via::Invalid | Via::Collected)
+    }
+}
+
+impl NodeKind {
+    /// Every route out of the node, with why it is taken.
+    pub fn routes(&self) -> Vec<(Via, NodeIdx)> {
+        let mut v = Vec::new();
+        match self {
+            NodeKind::Play { next, .. }
+            | NodeKind::Say { next, .. }
+            | NodeKind::Set { next, .. } => v.push((Via::Next, *next)),
+            NodeKind::Menu(m) => {
+                v.extend(m.options.iter().map(|o| (Via::Key(o.key), o.goto)));
+                v.extend(m.no_input.then.map(|t| (Via::NoInput, t)));
+                v.extend(m.invalid.then.map(|t| (Via::Invalid, t)));
+            }
+            NodeKind::Collect(c) => {
+                v.push((Via::Collected, c.next));
+                v.extend(c.no_input.then.map(|t| (Via::NoInput, t)));
+                v.extend(c.invalid.then.map(|t| (Via::Invalid, t)));
+            }
+            NodeKind::Switch { cases, default } => {
+                v.extend(
+                    cases
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, n))| (Via::Case(i), *n)),
+                );
+                v.push((Via::Default, *default));
+            }
+            NodeKind::Lookup {
+                found, not_found, ..
+            } => {
+                v.push((Via::Found, *found));
+                v.push((Via::NotFound, *not_found));
+            }
+            NodeKind::Queue { fallback, .. } | NodeKind::Transfer { fallback, .. } => {
+                v.push((Via::Fallback, *fallback))
+            }
+            NodeKind::Callback { next, fallback, .. }
+            | NodeKind::Voicemail { next, fallback, .. } => {
+                v.push((Via::Next, *next));
+                v.push((Via::Fallback, *fallback));
+            }
+            NodeKind::Goto(n) => v.push((Via::Next, *n)),
+            NodeKind::Call { node, next } => {
+                v.push((Via::Callee, *node));
+                v.push((Via::AfterCall, *next));
+            }
+            NodeKind::Return | NodeKind::Hangup { .. } => {}
+        }
+        v
+    }
 }
 
 /// A menu node.

@@ -738,7 +738,7 @@ impl Cx<'_> {
     fn key(&mut self, s: &SpannedStr) -> char {
         let mut chars = s.value.chars();
         match (chars.next(), chars.next()) {
-            (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => c,
+            (Some(c), None) if is_phone_key(c) => c,
             _ => {
                 self.err(
                     &s.referenced,

@@ -34,7 +34,7 @@ use serde_saphyr::Spanned;
 
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::interp::{CallerInfo, EndReason, QueueResult};
-use crate::flow::ir::{FlowSet, Loc};
+use crate::flow::ir::{FlowSet, Loc, is_phone_key};
 use crate::flow::load::parse_duration;
 use crate::flow::simulate::{Ending, SimOptions, Transcript, simulate_with};
 
@@ -271,7 +271,7 @@ fn run_one(
         };
         let mut chars = key.chars();
         match (chars.next(), chars.next()) {
-            (Some(c), None) if c.is_ascii_digit() || c == '*' || c == '#' => keys.push((after, c)),
+            (Some(c), None) if is_phone_key(c) => keys.push((after, c)),
             _ => failures.push(format!("`{key}` is not a phone key (0-9, *, #)")),
         }
     }
