@@ -648,6 +648,28 @@ impl Checker<'_> {
         }
     }
 
+    /// How long a silent caller stays at a menu or collect: the prompts and the timeout,
+    /// then each re-prompt with the prompts and the timeout again. Whether it is estimated.
+    fn silent_wait(
+        &self,
+        prompts: &[PromptRef],
+        timeout: Duration,
+        retries: u32,
+        no_input: &Retry,
+    ) -> (Duration, bool) {
+        let (d, mut est) = self.times.sum(prompts);
+        let mut total = d + timeout;
+        for i in 0..retries {
+            let (rd, re) = no_input
+                .prompt_for(i)
+                .map(|p| self.times.of_ref(p))
+                .unwrap_or_default();
+            total += rd + d + timeout;
+            est |= re;
+        }
+        (total, est)
+    }
+
     /// Worst case for a silent caller from `n`.
     fn reach(
         &self,
@@ -706,45 +728,23 @@ impl Checker<'_> {
             }
             NodeKind::Set { next, .. } | NodeKind::Goto(next) => go(*next, on_path, memo),
             NodeKind::Menu(m) => {
-                let (d, e) = t.sum(&m.all_prompts());
-                let mut total = d + m.timeout;
-                let mut est = e;
-                for i in 0..m.retries {
-                    let (rd, re) = m
-                        .no_input
-                        .prompt_for(i)
-                        .map(|p| t.of_ref(p))
-                        .unwrap_or_default();
-                    total += rd + d + m.timeout;
-                    est |= re;
-                }
+                let wait = self.silent_wait(&m.all_prompts(), m.timeout, m.retries, &m.no_input);
                 match m.no_input.then {
-                    Some(to) => then((total, est), go(to, on_path, memo)),
+                    Some(to) => then(wait, go(to, on_path, memo)),
                     None => Reach {
                         stuck: true,
-                        estimated: est,
+                        estimated: wait.1,
                         ..Reach::default()
                     },
                 }
             }
             NodeKind::Collect(c) => {
-                let (d, e) = t.sum(&c.prompts);
-                let mut total = d + c.timeout;
-                let mut est = e;
-                for i in 0..c.retries {
-                    let (rd, re) = c
-                        .no_input
-                        .prompt_for(i)
-                        .map(|p| t.of_ref(p))
-                        .unwrap_or_default();
-                    total += rd + d + c.timeout;
-                    est |= re;
-                }
+                let wait = self.silent_wait(&c.prompts, c.timeout, c.retries, &c.no_input);
                 match c.no_input.then {
-                    Some(to) => then((total, est), go(to, on_path, memo)),
+                    Some(to) => then(wait, go(to, on_path, memo)),
                     None => Reach {
                         stuck: true,
-                        estimated: est,
+                        estimated: wait.1,
                         ..Reach::default()
                     },
                 }

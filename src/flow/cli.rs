@@ -22,7 +22,7 @@ use crate::flow::interp::{CallerInfo, FlowRun, Input, Output, QueueResult};
 use crate::flow::ir::{FlowSet, is_phone_key};
 use crate::flow::load::parse_duration;
 use crate::flow::schema;
-use crate::flow::simulate::{SimOptions, simulate_with};
+use crate::flow::simulate::{SimOptions, parse_at, simulate_with};
 use crate::flow::testing;
 use crate::flow::timing::PromptTimes;
 
@@ -133,19 +133,6 @@ pub fn parse_keys(s: &str) -> Result<Vec<(Option<Duration>, char)>, String> {
         }
     }
     Ok(keys)
-}
-
-/// Parse `2026-12-07T10:00` (Europe/Paris) or a full zoned time.
-pub fn parse_at(s: &str) -> Result<jiff::ZonedDateTime, String> {
-    let s = s.trim();
-    if let Ok(z) = s.parse::<jiff::ZonedDateTime>() {
-        return Ok(z);
-    }
-    s.replace(' ', "T")
-        .parse::<jiff::civil::DateTime>()
-        .ok()
-        .and_then(|dt| dt.in_tz("Europe/Paris").ok())
-        .ok_or_else(|| format!("`{s}`: expected a date and time like 2026-12-07T10:00"))
 }
 
 /// `guichet flows simulate [ENTRY] [--keys "1 +3s 0"] [--at TIME] [--caller NUM]`.

@@ -195,6 +195,20 @@ impl fmt::Display for Transcript {
     }
 }
 
+/// Parse the time of a simulated call: `2026-12-07T10:00` (or with a space) in
+/// Europe/Paris, or a full zoned time such as `2026-12-07T10:00+01:00[Europe/Paris]`.
+pub fn parse_at(s: &str) -> Result<jiff::ZonedDateTime, String> {
+    let s = s.trim();
+    if let Ok(z) = s.parse::<jiff::ZonedDateTime>() {
+        return Ok(z);
+    }
+    s.replace(' ', "T")
+        .parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|dt| dt.in_tz("Europe/Paris").ok())
+        .ok_or_else(|| format!("`{s}`: expected a date and time like 2026-12-07T10:00"))
+}
+
 /// Simulate a call with default options; an unknown entry gives an empty transcript.
 pub fn simulate(
     set: &Arc<FlowSet>,

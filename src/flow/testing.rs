@@ -36,7 +36,7 @@ use crate::flow::diagnostic::Diagnostic;
 use crate::flow::interp::{CallerInfo, EndReason, QueueResult};
 use crate::flow::ir::{FlowSet, Loc, is_phone_key};
 use crate::flow::load::parse_duration;
-use crate::flow::simulate::{Ending, SimOptions, Transcript, simulate_with};
+use crate::flow::simulate::{Ending, SimOptions, Transcript, parse_at, simulate_with};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,21 +241,10 @@ fn run_one(
     let mut failures = Vec::new();
     let at = match &t.at {
         None => default_at(),
-        Some(s) => match s
-            .trim()
-            .replace(' ', "T")
-            .parse::<jiff::civil::DateTime>()
-            .ok()
-            .and_then(|dt| dt.in_tz("Europe/Paris").ok())
-        {
-            Some(z) => z,
-            None => {
-                failures.push(format!(
-                    "`at: {s}` is not a date and time like 2026-12-07T10:00"
-                ));
-                default_at()
-            }
-        },
+        Some(s) => parse_at(s).unwrap_or_else(|e| {
+            failures.push(e);
+            default_at()
+        }),
     };
     let mut keys = Vec::new();
     for k in &t.keys {
