@@ -613,10 +613,33 @@ fn request_in_unknown_dialog_gets_481() {
 }
 
 #[test]
-fn unsupported_methods_and_register_get_405_with_allow() {
+fn register_is_challenged_by_the_registrar_then_405_when_disabled() {
+    let mut sim = Sim::default();
+    let mut uac = Uac::new("192.0.2.1:5060", "reg");
+    let (req, _) = uac.next("REGISTER", None);
+    sim.send(uac.peer, &req);
+    let sent = sim.take_sent();
+    assert_eq!(sent[0].code(), 401);
+    let challenge = sent[0]
+        .header("WWW-Authenticate")
+        .expect("401 carries a challenge");
+    assert!(challenge.contains("realm=\"guichet\"") && challenge.contains("nonce="));
+
+    let mut sim = Sim::new(EndpointConfig {
+        local: "192.0.2.10:5060".parse().unwrap(),
+        registrar: None,
+        ..EndpointConfig::default()
+    });
+    let (req, _) = uac.next("REGISTER", None);
+    sim.send(uac.peer, &req);
+    assert_eq!(sim.take_sent()[0].code(), 405);
+}
+
+#[test]
+fn unsupported_methods_get_405_with_allow() {
     let mut sim = Sim::default();
     let mut uac = Uac::new("192.0.2.1:5060", "m405");
-    for method in ["MESSAGE", "SUBSCRIBE", "REGISTER"] {
+    for method in ["MESSAGE", "SUBSCRIBE"] {
         let (req, _) = uac.next(method, None);
         sim.send(uac.peer, &req);
         let sent = sim.take_sent();

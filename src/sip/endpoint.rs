@@ -41,6 +41,7 @@ use crate::ids::{CallId, CallKey};
 use crate::sdp::{LocalMedia, Session};
 use crate::sip::dialog::DialogId;
 use crate::sip::ratelimit::RateLimiter;
+use crate::sip::registrar::{Registrar, RegistrarConfig};
 use crate::sip::transaction::{ClientKey, TsxKey};
 use crate::sip::uas::{Call, ClientEntry, Deadlines, ServerEntry};
 
@@ -125,6 +126,9 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// Seed for tags, branches and Call-IDs we generate (deterministic tests).
     pub seed: u64,
+    /// The registrar for agents' phones; `None` answers REGISTER with 405. With no users
+    /// configured every REGISTER is challenged (401) and none can succeed.
+    pub registrar: Option<RegistrarConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -141,6 +145,7 @@ impl Default for EndpointConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             timers: Timers::default(),
             seed: 0x5eed,
+            registrar: Some(RegistrarConfig::new("guichet", Vec::new())),
         }
     }
 }
@@ -287,6 +292,7 @@ pub struct Endpoint {
     pub(super) client_timers: Deadlines<ClientKey>,
     pub(super) calls: HashMap<CallKey, Call>,
     pub(super) dialogs: HashMap<DialogId, CallKey>,
+    pub(super) registrar: Option<Registrar>,
 }
 
 impl Endpoint {
@@ -295,7 +301,14 @@ impl Endpoint {
         // Operator-controlled durations are bounded so deadline arithmetic cannot overflow.
         config.timers = config.timers.clamped();
         config.max_call_duration = config.max_call_duration.min(MAX_CALL_DURATION_CAP);
+        // A registrar config that does not hold together (empty realm...) disables it; the
+        // engine validates it at startup with `Registrar::new` to report the reason.
+        let registrar = config.registrar.clone().and_then(|mut r| {
+            r.seed ^= config.seed.rotate_left(17);
+            Registrar::new(r).ok()
+        });
         Endpoint {
+            registrar,
             rng: SplitMix64(config.seed),
             limiter: RateLimiter::new(
                 config.rate_per_source,
@@ -334,11 +347,16 @@ impl Endpoint {
         // Transactions (possibly many) through their deadline heaps; calls (at most
         // `max_calls`) by a scan.
         let calls = self.calls.values().filter_map(Call::poll_timeout);
-        [self.server_timers.next(), self.client_timers.next()]
-            .into_iter()
-            .flatten()
-            .chain(calls)
-            .min()
+        let registrar = self.registrar.as_ref().and_then(Registrar::poll_timeout);
+        [
+            self.server_timers.next(),
+            self.client_timers.next(),
+            registrar,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(calls)
+        .min()
     }
 
     /// Counters so far.

@@ -14,9 +14,11 @@
 //! Nothing here touches a socket, tokio or the clock.
 
 pub mod dialog;
+pub mod digest;
 pub mod endpoint;
 pub mod headers;
 pub mod message;
 pub mod ratelimit;
+pub mod registrar;
 pub mod transaction;
 mod uas;

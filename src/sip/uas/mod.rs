@@ -585,7 +585,27 @@ impl Endpoint {
                 let extra = self.options_headers();
                 self.respond_non_invite(now, from, &req, key, None, 200, None, extra, None)
             }
-            // Not a registrar (yet): 405 with what we do allow.
+            Method::Register if self.registrar.is_some() => {
+                if let Some(reg) = self.registrar.as_mut() {
+                    let outcome = reg.handle_register(now, &req, from.addr);
+                    if let Some(error) = &outcome.error {
+                        tracing::debug!(%error, status = outcome.status(), "REGISTER refused");
+                    }
+                    let status = outcome.status();
+                    self.respond_non_invite(
+                        now,
+                        from,
+                        &req,
+                        key,
+                        None,
+                        status,
+                        Some(&outcome.to_tag),
+                        outcome.headers,
+                        None,
+                    );
+                }
+            }
+            // Registrar disabled: 405 with what we do allow.
             Method::Register => self.respond_non_invite(
                 now,
                 from,
@@ -777,6 +797,11 @@ impl Endpoint {
     // Timers
 
     pub(super) fn on_timeout(&mut self, now: Instant) {
+        if let Some(reg) = self.registrar.as_mut()
+            && reg.poll_timeout().is_some_and(|at| at <= now)
+        {
+            reg.expire(now);
+        }
         for key in self.server_timers.pop_due(now) {
             if let Some(entry) = self.servers.get_mut(&key) {
                 match &mut entry.tsx {
