@@ -66,7 +66,12 @@ pub use headers::{
     from_tag, from_uri, max_forwards, parse_uri, record_route, request_user, to_tag, top_via,
     top_via_branch,
 };
-pub use rsipstack::sip::{Header, Headers, Method, Request, Response, SipMessage, StatusCode, Uri};
+pub use rsipstack::sip::headers::untyped as header;
+pub use rsipstack::sip::uri::{Auth, Domain, Host, HostWithPort, OtherParam, OtherParamValue};
+pub use rsipstack::sip::{
+    Header, Headers, Method, Param, Port, Request, Response, Scheme, SipMessage, StatusCode, Uri,
+    Version,
+};
 
 use grammar::{parse_name_addr, parse_request_line, parse_version, split_outside};
 use scan::Scanned;
@@ -280,12 +285,30 @@ fn trim_leading_crlf(bytes: &[u8]) -> &[u8] {
     &bytes[skip..]
 }
 
-/// Hand the message to rsipstack, with the head repaired to UTF-8 when needed.
+/// Hand the message to rsipstack, with the head repaired to UTF-8 when needed, and a
+/// sip/sips Request-URI that we parsed replaced by a placeholder (the caller puts ours
+/// back).
+///
+/// NOTE(rsipstack): its URI parser splits at the first `;` before looking for the `@`, so
+/// a user part holding `;` either loses the user (semiuri) or fails the whole message
+/// (`sip:;@example.com`).
 fn rsip_parse(data: &[u8], raw: &Scanned<'_>) -> Result<SipMessage, ParseError> {
-    if raw.head_is_utf8 {
+    let ours =
+        parse_request_line(&raw.start_line).filter(|l| grammar::parse_sip_uri(l.uri).is_ok());
+    if raw.head_is_utf8 && ours.is_none() {
         return Ok(rsipstack::sip::parser::parse_message(data)?);
     }
-    let mut repaired = String::from_utf8_lossy(&data[..raw.head_len.min(data.len())]).into_owned();
+    let head = String::from_utf8_lossy(&data[..raw.head_len.min(data.len())]);
+    let mut repaired = match ours {
+        Some(line) => {
+            let after_start = head.find('\n').map_or("", |i| &head[i..]);
+            format!(
+                "{} sip:uri.invalid {}{after_start}",
+                line.method, line.version
+            )
+        }
+        None => head.into_owned(),
+    };
     repaired.push_str("\r\n\r\n");
     let mut bytes = repaired.into_bytes();
     bytes.extend_from_slice(raw.rest);
