@@ -193,6 +193,16 @@ mod tests {
     }
 
     #[test]
+    fn two_messages_in_one_read() {
+        let mut f = StreamFramer::default();
+        f.push(&[MSG, MSG, b"OPT"].concat());
+        assert_eq!(f.next_message().unwrap().as_deref(), Some(MSG));
+        assert_eq!(f.next_message().unwrap().as_deref(), Some(MSG));
+        assert_eq!(f.next_message().unwrap(), None);
+        assert_eq!(f.buffered(), 3);
+    }
+
+    #[test]
     fn caps_and_bad_lengths() {
         let mut f = StreamFramer::new(16);
         f.push(&[b'A'; 17]);

@@ -122,7 +122,8 @@ pub fn parse_params(s: &str) -> Option<Vec<GenericParam<'_>>> {
             } else if v.starts_with('[') && v.ends_with(']') {
                 v.len() > 2 && v[1..v.len() - 1].parse::<std::net::Ipv6Addr>().is_ok()
             } else {
-                is_token(v) || is_host(v)
+                // received= carries a bare IPv6 address (RFC 3261 section 20.42).
+                is_token(v) || is_host(v) || v.parse::<std::net::Ipv6Addr>().is_ok()
             };
             if !ok {
                 return None;
@@ -364,7 +365,10 @@ pub fn parse_name_addr(s: &str) -> Option<NameAddr<'_>> {
         (Some(&s[..end]), rest)
     } else if let Some(lt) = s.find('<') {
         let name = s[..lt].trim();
-        if !name.split_whitespace().all(is_token) {
+        // Lenient: UTF-8 letters are accepted in an unquoted display name (some PBXs send
+        // `Hélène <sip:...>`); separators such as `,` are not (RFC 4475 baddn).
+        let display_token = |w: &str| w.chars().all(|c| is_token_char(c) || !c.is_ascii());
+        if !name.split_whitespace().all(display_token) {
             return None;
         }
         (if name.is_empty() { None } else { Some(name) }, &s[lt..])
@@ -506,7 +510,7 @@ pub fn is_sip_date(s: &str) -> bool {
         t.len() == 3 && t.iter().all(|p| digits(p, 2))
     };
     DAYS.contains(wkday)
-        && digits(day, 2)
+        && (digits(day, 2) || digits(day, 1))
         && MONTHS.contains(month)
         && digits(year, 4)
         && time_ok
@@ -585,6 +589,7 @@ mod tests {
         assert!(parse_name_addr("<sip:user@example.com?Route=%3Csip:x%3E>").is_some());
         assert!(parse_name_addr("\"Joe\" <sip:joe@example.org>;;;;").is_none());
         assert!(parse_name_addr("isbn:2983792873").is_some());
+        assert!(parse_name_addr("Hélène Dupré <sip:h@example.fr>;tag=1").is_some());
         assert!(parse_name_addr("<http://www.example.com>;tag=3").is_some());
     }
 
@@ -602,6 +607,9 @@ mod tests {
         let v = parse_via("SIP/2.0/UDP [2001:db8::1]:5070;rport").unwrap();
         assert_eq!(v.port, Some(5070));
         assert_eq!(v.param("rport"), Some(None));
+        let v =
+            parse_via("SIP/2.0/UDP [2001:db8::1];received=2001:db8::2;branch=z9hG4bK1").unwrap();
+        assert_eq!(v.param("received"), Some(Some("2001:db8::2")));
     }
 
     #[test]

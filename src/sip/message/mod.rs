@@ -267,6 +267,15 @@ pub fn refusal_tag(call_id: &str, branch: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SDP of a response (an answer to our offer), as [`sdp_body`] does for requests.
+pub fn response_sdp_body(resp: &Response) -> Option<Vec<u8>> {
+    if resp.body.is_empty() {
+        return None;
+    }
+    let ct = headers::values(resp, HeaderName::ContentType).next()?;
+    body::sdp_of(&MediaType::parse(ct)?, &resp.body)
+}
+
 /// The SDP of a request: its body when it is `application/sdp`, or the `application/sdp`
 /// part of a `multipart/mixed` body. `None` otherwise.
 pub fn sdp_body(req: &Request) -> Option<Vec<u8>> {
@@ -540,7 +549,13 @@ fn inspect_request(data: &[u8], raw: &Scanned<'_>) -> Inspection {
     let method_text = raw.start_line.split(' ').next().unwrap_or("");
     let is_ack = method_text == "ACK";
     let parsed = match rsip_parse(data, raw) {
-        Ok(SipMessage::Request(r)) => Some(r),
+        Ok(mut msg @ SipMessage::Request(_)) => {
+            fix_message(&mut msg, raw);
+            match msg {
+                SipMessage::Request(r) => Some(r),
+                SipMessage::Response(_) => None,
+            }
+        }
         _ => None,
     };
     let refuse = |request: Option<Request>, refusal: Refusal| refuse(raw, is_ack, request, refusal);
@@ -580,7 +595,6 @@ fn inspect_request(data: &[u8], raw: &Scanned<'_>) -> Inspection {
     if let Some(u) = sip_uri {
         req.uri = u;
     }
-    req.body = body_of(raw);
     if is_ack {
         return Inspection::Request(req);
     }

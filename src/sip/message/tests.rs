@@ -315,3 +315,71 @@ fn latin1_display_names_are_tolerated() {
     };
     assert_eq!(call_id(&req).unwrap(), "x");
 }
+
+#[test]
+fn accessor_errors() {
+    let Inspection::Request(mut req) = inspect(&invite(&[], "")) else {
+        panic!()
+    };
+    req.headers
+        .push(Header::CallId(header::CallId::new("other")));
+    assert_eq!(
+        call_id(&req),
+        Err(HeaderError::Duplicate(HeaderName::CallId))
+    );
+    req.headers.retain(|h| {
+        !matches!(
+            h,
+            Header::CallId(_) | Header::MaxForwards(_) | Header::Contact(_)
+        )
+    });
+    assert_eq!(call_id(&req), Err(HeaderError::Missing(HeaderName::CallId)));
+    assert_eq!(max_forwards(&req), Ok(None));
+    assert_eq!(
+        contact_uri(&req),
+        Err(HeaderError::Missing(HeaderName::Contact))
+    );
+    req.headers
+        .push(Header::MaxForwards(header::MaxForwards::new("300")));
+    assert_eq!(
+        max_forwards(&req),
+        Err(HeaderError::Malformed(HeaderName::MaxForwards))
+    );
+    req.headers.retain(|h| !matches!(h, Header::Via(_)));
+    req.headers
+        .push(Header::Via(header::Via::new("SIP/2.0/UDP host;branch=")));
+    assert_eq!(
+        top_via_branch(&req),
+        Err(HeaderError::Malformed(HeaderName::Via))
+    );
+}
+
+#[test]
+fn a_refused_request_keeps_its_uri() {
+    let Inspection::Refuse {
+        request: Some(req), ..
+    } = inspect(&invite(&["Require: foo"], ""))
+    else {
+        panic!()
+    };
+    assert_eq!(req.uri.to_string(), "sip:3949@example.com");
+}
+
+#[test]
+fn response_sdp() {
+    let h = [
+        "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1",
+        "From: <sip:a@b.example>;tag=1",
+        "To: <sip:c@d.example>;tag=2",
+        "Call-ID: x",
+        "CSeq: 1 INVITE",
+        "Content-Type: application/sdp",
+    ];
+    let mut h: Vec<String> = h.iter().map(|s| s.to_string()).collect();
+    h.push(format!("Content-Length: {}", SDP.len()));
+    let refs: Vec<&str> = h.iter().map(String::as_str).collect();
+    let Inspection::Response(r) = inspect(&msg("SIP/2.0 200 OK", &refs, SDP)) else {
+        panic!()
+    };
+    assert_eq!(response_sdp_body(&r).unwrap(), SDP.as_bytes());
+}
