@@ -176,6 +176,10 @@ pub struct TopVia {
 }
 
 /// The top Via entry (first entry of the first Via header).
+///
+/// NOTE(rsipstack): its typed Via does not trim parameter names (`branch  = x` in wsinv is
+/// not seen as a branch) and refuses unknown transports (transports.dat); this grammar is
+/// ours.
 pub fn top_via(m: &impl HeaderAccess) -> Result<TopVia, HeaderError> {
     let malformed = HeaderError::Malformed(HeaderName::Via);
     let first = values(m, HeaderName::Via)

@@ -85,7 +85,7 @@ pub const SUPPORTED: &[&str] = &[];
 pub const URI_SCHEMES: &[&str] = &["sip", "sips", "tel"];
 
 /// Larger inputs are dropped without a look (a UDP datagram is at most 65,535 bytes).
-pub const MAX_MESSAGE: usize = 256 * 1024;
+pub const MAX_MESSAGE: usize = 128 * 1024;
 
 /// Why bytes could not be read as a SIP message.
 #[derive(Debug, thiserror::Error)]
@@ -327,6 +327,9 @@ fn rsip_parse(data: &[u8], raw: &Scanned<'_>) -> Result<SipMessage, ParseError> 
 /// The body per RFC 3261 section 18.3: Content-Length bytes, or the rest of the datagram
 /// when there is no Content-Length.
 fn body_of(raw: &Scanned<'_>) -> Vec<u8> {
+    // NOTE(rsipstack): without Content-Length its body is empty (RFC 2543 UDP peers send
+    // none and the body runs to the end of the datagram, inv2543); an unparseable value
+    // (`-999`, ncl) is read as 0.
     match raw
         .first(HeaderName::ContentLength)
         .and_then(|v| grammar::parse_digits(v, 20))
@@ -359,6 +362,11 @@ fn check_headers(raw: &Scanned<'_>, method: Option<&str>) -> Result<(), Defect> 
     if raw.bad_lines > 0 {
         return Err(Defect::BadHeaderLine);
     }
+    // NOTE(rsipstack): no check of required headers or their count (insuf, multi01), of
+    // display names (baddn, quotbal), of `< uri >` spacing (badaspec), of the Date format
+    // (baddate), of URI headers in an addr-spec Contact (regbadct), of empty Via
+    // parameters (badinv01), of CSeq overflow (scalar02) or of CSeq against the method
+    // (mismatch01): all done below.
     for name in [H::Via, H::From, H::To, H::CallId, H::CSeq] {
         match raw.count(name) {
             0 => return Err(Defect::Missing(name)),
@@ -388,6 +396,8 @@ fn check_headers(raw: &Scanned<'_>, method: Option<&str>) -> Result<(), Defect> 
     if method.is_some_and(|m| m != cseq_method) {
         return Err(Defect::CSeqMismatch);
     }
+    // NOTE(rsipstack): a Content-Length larger than what arrived is silently cut to the
+    // bytes present (clerr), and two Content-Length headers are accepted (mcl01): 400.
     if raw.count(H::ContentLength) > 1 {
         return Err(Defect::Duplicate(H::ContentLength));
     }
@@ -537,6 +547,8 @@ pub fn inspect(bytes: &[u8]) -> Inspection {
         return Inspection::Drop(ParseError::TooLarge { len: bytes.len() });
     }
     let data = trim_leading_crlf(bytes);
+    // NOTE(rsipstack): a header line that is not UTF-8 silently ends its header section
+    // (every later header is lost); `rsip_parse` hands it a repaired head instead.
     let raw = scan::scan(data);
     if raw.start_line.starts_with("SIP/") || raw.start_line.starts_with("sip/") {
         return inspect_response(data, &raw);
@@ -574,6 +586,9 @@ fn inspect_request(data: &[u8], raw: &Scanned<'_>) -> Inspection {
     let Some((scheme, _)) = grammar::split_scheme(line.uri) else {
         return refuse(parsed, Refusal::BadRequest(Defect::BadRequestUri));
     };
+    // NOTE(rsipstack): methods are matched case-insensitively (`invite` is INVITE) and an
+    // extension method makes the whole message unparseable (intmeth, esc02): both are
+    // unknown methods for us, answered 501 from our own scan.
     let Some(method) = known_method(line.method) else {
         return refuse(parsed, Refusal::NotImplemented);
     };
@@ -581,6 +596,8 @@ fn inspect_request(data: &[u8], raw: &Scanned<'_>) -> Inspection {
     if !URI_SCHEMES.contains(&scheme.as_str()) {
         return refuse(parsed, Refusal::UnsupportedUriScheme);
     }
+    // NOTE(rsipstack): its Request-URI parser strips `<...>` (ltgtruri) and accepts
+    // `?headers` (escruri); its request-line parser trims spaces after the version (trws).
     let sip_uri = if scheme == "tel" {
         None
     } else {
