@@ -36,7 +36,11 @@ fn uri() -> impl Strategy<Value = Uri> {
         prop::bool::ANY,
         prop::option::of(user()),
         prop::option::of("[a-zA-Z0-9 @:%]{1,8}"),
-        domain(),
+        prop_oneof![
+            domain().prop_map(|d| Host::Domain(Domain::from(d))),
+            any::<std::net::Ipv4Addr>().prop_map(|ip| Host::IpAddr(ip.into())),
+            any::<std::net::Ipv6Addr>().prop_map(|ip| Host::IpAddr(ip.into())),
+        ],
         prop::option::of(1u16..),
         prop::collection::vec(
             ("x-[a-z]{1,6}", prop::option::of("[a-zA-Z0-9.!~*_-]{1,8}")),
@@ -50,7 +54,7 @@ fn uri() -> impl Strategy<Value = Uri> {
                 password: password.clone(),
             }),
             host_with_port: HostWithPort {
-                host: Host::Domain(Domain::from(host)),
+                host,
                 port: port.map(Port),
             },
             params: params
