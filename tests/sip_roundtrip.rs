@@ -235,6 +235,43 @@ proptest! {
     }
 
     #[test]
+    fn an_injected_defect_gets_its_code(req in request(), defect in 0usize..7) {
+        let text = String::from_utf8_lossy(&req.to_bytes()).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines: Vec<String> = head.split("\r\n").map(str::to_string).collect();
+        let method = req.method.to_string();
+        let code = match defect {
+            0 => { lines.retain(|l| !l.starts_with("Call-ID:")); 400 }
+            1 => { let to = lines.iter().find(|l| l.starts_with("To:")).cloned().unwrap_or_default(); lines.push(to); 400 }
+            2 => {
+                let other = if req.method == Method::Options { "INFO" } else { "OPTIONS" };
+                for l in lines.iter_mut().filter(|l| l.starts_with("CSeq:")) {
+                    *l = l.replace(&method, other);
+                }
+                400
+            }
+            3 => { lines.insert(1, "Require: x-nothing".into()); 420 }
+            4 => { lines[0] = lines[0].replace(" SIP/2.0", " SIP/3.0"); 505 }
+            5 => { lines[0] = format!("{method} mailto:someone@example.com SIP/2.0"); 416 }
+            _ => { lines[0] = format!("{method}  {}", &lines[0][method.len() + 1..]); 400 }
+        };
+        let bytes = format!("{}\r\n\r\n{body}", lines.join("\r\n")).into_bytes();
+        let got = message::read_datagram(&bytes);
+        match (req.method, code, got) {
+            // No response to an ACK, ever; Require is ignored in ACK and CANCEL.
+            (Method::Ack, 420, Incoming::Request(_)) | (Method::Cancel, 420, Incoming::Request(_)) => {}
+            (Method::Ack, _, Incoming::Drop(_)) => {}
+            (_, code, Incoming::Refuse { code: got, response, .. }) => {
+                prop_assert_eq!(got, code, "{}", String::from_utf8_lossy(&bytes));
+                let status = format!("SIP/2.0 {code} ");
+                prop_assert!(response.starts_with(status.as_bytes()));
+            }
+            (_, _, other) => return Err(TestCaseError::fail(format!(
+                "defect {defect} not refused: {other:?}\n{}", String::from_utf8_lossy(&bytes)))),
+        }
+    }
+
+    #[test]
     fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..2048)) {
         exercise(&data);
     }
