@@ -470,10 +470,8 @@ async fn register_is_challenged_and_405_when_the_registrar_is_off() {
 }
 
 /// RFC 3261 section 8.2.1: a request with a method the UAS does not know gets 405 (with
-/// Allow) or 501. Today an extension method is dropped unanswered (the message parser does
-/// not accept it), so the caller retransmits into silence.
+/// Allow) or 501.
 #[tokio::test]
-#[ignore = "sip::message drops extension methods (rsipstack: \"invalid method: FOO\"); expected 405 or 501"]
 async fn extension_method_gets_405_or_501() {
     let engine = start(test_config()).await;
     let mut caller = TestCaller::new(caller_for(engine.sip_addr()))
