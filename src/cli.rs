@@ -9,10 +9,13 @@
 //! guichet serve [--config guichet.yaml] [--sip-listen 0.0.0.0:5060] [--rtp-ports 30000-30999]
 //! guichet config                      # print the effective configuration
 //! guichet call sip:1000@127.0.0.1:5060 --duration 5s --transport tcp
+//! guichet check | test | graph [--dot] | schema   # flows in paths.flows (or --flows DIR)
+//! guichet simulate main --keys "1 +3s 0"
+//! guichet prompts render --voice fr               # espeak-ng -> paths.audio
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -51,10 +54,81 @@ pub enum Command {
     Config(ListenArgs),
     /// Place a test call (a real SIP UAC over UDP or TCP) and report what happened.
     Call(CallArgs),
-    // TODO(integrator): `Check` (flow checker, file:line:column), `Simulate` (flow
-    // simulator), `Test` (flow test runner), `Graph` (flow graph output), `Schema`
-    // (config/flow JSON schema), `Prompts { Render }` (prompt rendering) are provided by
-    // the flow and media engineers: add their variants here and their arms in `run`.
+    /// Check the voice-menu flows: every problem with file:line:column, then the
+    /// time-to-person report. Exit status 1 on errors.
+    Check(FlowArgs),
+    /// Simulate a call through the flows, with scripted keys or interactively.
+    Simulate(SimulateArgs),
+    /// Run the flow tests (YAML scripts with expectations) over the simulator.
+    Test(FlowArgs),
+    /// Print the flows as a graph (Mermaid by default, or dot).
+    Graph(GraphArgs),
+    /// Print the JSON schema of the flow files (for editors).
+    Schema,
+    /// Prompt audio tools.
+    #[command(subcommand)]
+    Prompts(PromptsCommand),
+}
+
+/// Where the flows and prompts are (defaults: `paths.flows`, `paths.audio`).
+#[derive(Debug, Clone, Args)]
+pub struct FlowArgs {
+    /// Flow directory (overrides `paths.flows`).
+    #[arg(long, value_name = "DIR")]
+    pub flows: Option<PathBuf>,
+    /// Prompt audio directory (overrides `paths.audio`).
+    #[arg(long, value_name = "DIR")]
+    pub audio: Option<PathBuf>,
+}
+
+/// `guichet simulate` options.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Flow (or `flow.node`) to start in.
+    #[arg(default_value = "main")]
+    pub entry: String,
+    /// Keys to press, e.g. "1 +3s 0" (`+3s` waits); without it, interactive.
+    #[arg(long)]
+    pub keys: Option<String>,
+    /// Call time (Europe/Paris), e.g. 2026-12-07T10:00. Default: a Monday at 10:00.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Caller number.
+    #[arg(long)]
+    pub caller: Option<String>,
+    #[command(flatten)]
+    pub paths: FlowArgs,
+}
+
+/// `guichet graph` options.
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    /// Graphviz dot instead of Mermaid.
+    #[arg(long)]
+    pub dot: bool,
+    #[command(flatten)]
+    pub paths: FlowArgs,
+}
+
+/// `guichet prompts ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PromptsCommand {
+    /// Render every prompt text of the flows (and the `say` fragments) to 8 kHz WAV with
+    /// espeak-ng, skipping prompts whose text, voice and rate did not change.
+    Render(RenderArgs),
+}
+
+/// `guichet prompts render` options.
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    /// espeak-ng voice.
+    #[arg(long, default_value = "fr")]
+    pub voice: String,
+    /// Speaking rate, words per minute.
+    #[arg(long, default_value_t = 140)]
+    pub rate: u32,
+    #[command(flatten)]
+    pub paths: FlowArgs,
 }
 
 /// Listen-address overrides (highest precedence).
@@ -102,6 +176,55 @@ fn parse_duration(s: &str) -> Result<DurationValue, String> {
     s.parse()
 }
 
+impl FlowArgs {
+    /// The flow and audio directories: flags, else the configuration's `paths`.
+    fn resolve(&self, cli: &Cli) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let config = Config::load(cli.config.as_deref(), &Overrides::default())?;
+        Ok((
+            self.flows.clone().unwrap_or(config.paths.flows),
+            self.audio.clone().unwrap_or(config.paths.audio),
+        ))
+    }
+}
+
+/// `guichet prompts render`: every catalogue prompt of the flows plus the `say` fragments.
+fn render_prompts(flows: &Path, audio: &Path, args: &RenderArgs) -> anyhow::Result<ExitCode> {
+    let set = match crate::flow::ir::FlowSet::load(flows) {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("{} error(s); no prompt rendered", diagnostics.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut entries: Vec<(String, String)> = set
+        .prompts()
+        .iter()
+        .map(|p| (p.id.0.clone(), p.text.clone()))
+        .collect();
+    // Fragment prompt ids are `<lang>/<fragment>`; the shipped fragments are French.
+    entries.extend(
+        crate::flow::say::fragments()
+            .into_iter()
+            .map(|(id, text)| (format!("fr/{id}"), text)),
+    );
+    let options = crate::media::render::RenderOptions {
+        voice: args.voice.clone(),
+        words_per_minute: args.rate,
+        ..crate::media::render::RenderOptions::default()
+    };
+    let report = crate::media::render::render_catalogue_with(&entries, audio, &options)?;
+    println!(
+        "{} prompt(s) rendered, {} unchanged, in {}",
+        report.rendered,
+        report.skipped,
+        audio.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 impl ListenArgs {
     fn overrides(&self, cli: &Cli) -> Overrides {
         Overrides {
@@ -144,9 +267,46 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let format = cli.log_format.unwrap_or(LogFormat::Text);
             init_logging(format, cli.log_level.as_deref().unwrap_or("warn"))?;
             runtime()?.block_on(call(args))
-        } // TODO(integrator): arms for Check, Simulate, Test, Graph, Schema, Prompts here.
-          // Operator tools are synchronous: load the config with `Config::load` when they need
-          // paths, print file:line:column errors, return ExitCode::FAILURE on findings.
+        }
+        // Operator tools: synchronous, results on stdout, problems on stderr.
+        Command::Check(paths) => {
+            let (flows, audio) = paths.resolve(&cli)?;
+            Ok(crate::flow::cli::cli_check(&flows, Some(&audio)))
+        }
+        Command::Test(paths) => {
+            let (flows, audio) = paths.resolve(&cli)?;
+            Ok(crate::flow::cli::cli_test(&flows, Some(&audio)))
+        }
+        Command::Simulate(args) => {
+            let (flows, audio) = args.paths.resolve(&cli)?;
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            let mut output = std::io::stdout();
+            Ok(crate::flow::cli::cli_simulate(
+                &flows,
+                &args.entry,
+                args.keys.as_deref(),
+                args.at.as_deref(),
+                args.caller.as_deref(),
+                Some(&audio),
+                &mut input,
+                &mut output,
+            ))
+        }
+        Command::Graph(args) => {
+            let (flows, _) = args.paths.resolve(&cli)?;
+            let format = if args.dot {
+                crate::flow::cli::GraphFormat::Dot
+            } else {
+                crate::flow::cli::GraphFormat::Mermaid
+            };
+            Ok(crate::flow::cli::cli_graph(&flows, format))
+        }
+        Command::Schema => Ok(crate::flow::cli::cli_schema()),
+        Command::Prompts(PromptsCommand::Render(args)) => {
+            let (flows, audio) = args.paths.resolve(&cli)?;
+            render_prompts(&flows, &audio, args)
+        }
     }
 }
 
@@ -242,7 +402,9 @@ mod tests {
     #[test]
     fn help_lists_every_subcommand() {
         let help = Cli::command().render_help().to_string();
-        for sub in ["serve", "config", "call"] {
+        for sub in [
+            "serve", "config", "call", "check", "simulate", "test", "graph", "schema", "prompts",
+        ] {
             assert!(help.contains(sub), "{sub} missing from:\n{help}");
         }
     }

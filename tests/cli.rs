@@ -175,3 +175,64 @@ async fn serve_ends_calls_and_exits_on_sigterm() {
     assert!(log.contains("\"call_id\""), "{log}");
     assert!(log.contains("guichet stopped"), "{log}");
 }
+
+#[test]
+fn operator_tools_are_wired_to_the_flows() {
+    let flows = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
+    let flows = flows.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let out = guichet()
+        .current_dir(dir.path())
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON schema");
+    assert!(schema.is_object());
+
+    let out = guichet()
+        .current_dir(dir.path())
+        .args(["graph", "--dot", "--flows", flows])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("digraph"));
+
+    let out = guichet()
+        .current_dir(dir.path())
+        .args(["simulate", "main", "--keys", "0", "--flows", flows])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("main.accueil"));
+
+    // A flow directory with a mistake: located error, exit status 1.
+    let bad = dir.path().join("flows");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(
+        bad.join("main.yaml"),
+        "flow: main\nentry: nowhere\nnodes: {}\n",
+    )
+    .unwrap();
+    let out = guichet()
+        .current_dir(dir.path())
+        .args(["check", "--flows", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("main.yaml:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
