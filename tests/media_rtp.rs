@@ -672,3 +672,58 @@ fn cpu_time() -> Duration {
         .unwrap_or(0);
     Duration::from_millis(ticks * 10)
 }
+
+/// A tracing writer that keeps what is written.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Single-threaded runtime: the thread-local subscriber sees the worker's events.
+#[tokio::test]
+async fn each_digit_is_logged_as_a_dtmf_event() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (_dir, store) = prompts();
+    let workers = MediaWorkers::start(config(41220, 41229, 1), store);
+    let mut peer = Peer::new().await;
+    let mut media = workers
+        .open(CallKey(13), &session(peer.addr(), Some(TE)))
+        .unwrap();
+    peer.connect(&media);
+    media.info_digit("application/dtmf", b"5").unwrap();
+    peer.press(Digit::Hash, 1).await;
+    let notices = notices_for(&mut media, Duration::from_millis(200)).await;
+    assert_eq!(digits(&notices).len(), 2, "{notices:?}");
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logged: Vec<(String, String, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "dtmf")
+        .map(|v| {
+            let f = &v["fields"];
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            (s("call"), s("digit"), s("source"))
+        })
+        .collect();
+    assert_eq!(
+        logged,
+        vec![
+            ("c13".into(), "5".into(), "info".into()),
+            ("c13".into(), "#".into(), "rfc4733".into()),
+        ]
+    );
+}

@@ -1199,7 +1199,7 @@ impl CallState {
                 name: "dtmf",
                 call = %self.call,
                 digit = %ev.digit,
-                source = ev.source.as_str(),
+                source = %ev.source,
                 "dtmf"
             );
             if let Some(playback) = self.playback.as_mut()
