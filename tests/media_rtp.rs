@@ -616,49 +616,86 @@ async fn recording_writes_the_callers_audio() {
 #[ignore]
 async fn bench_paced_calls_cpu() {
     for n in [200u64, 1000] {
-        let (_dir, store) = prompts();
-        let workers = MediaWorkers::start(config(43000, 45999, 2), store);
-        let sink = Arc::new(UdpSocket::bind((LOCALHOST, 0)).await.unwrap());
-        let sink_addr = sink.local_addr().unwrap();
-        let mut calls = Vec::new();
-        for i in 0..n {
-            let m = workers
-                .open(CallKey(i), &session(sink_addr, Some(TE)))
-                .unwrap();
-            m.play(vec![PlayItem::MusicOnHold], true).unwrap();
-            calls.push(m);
-        }
-        let counter = {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let mut count = 0u64;
-                while let Ok(Ok(_)) =
-                    timeout(Duration::from_secs(1), sink.recv_from(&mut buf)).await
-                {
-                    count += 1;
-                }
-                count
-            })
-        };
-        let cpu0 = cpu_time();
-        let t0 = Instant::now();
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let cpu = cpu_time() - cpu0;
-        let wall = t0.elapsed();
-        let stats = workers.stats();
-        drop(calls);
-        let received = counter.await.unwrap();
-        println!(
-            "bench: {n} calls, {wall:?} wall, {cpu:?} CPU ({:.1} % of one core, incl. the sink), \
-             sent {} (send errors {}, skipped slots {}), sink received {received}",
-            cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
-            stats.iter().map(|s| s.packets_sent).sum::<u64>(),
-            stats.iter().map(|s| s.send_errors).sum::<u64>(),
-            stats.iter().map(|s| s.slots_skipped).sum::<u64>(),
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        bench(n, false, 43000).await;
     }
+}
+
+/// The same with the peer sending 20 ms PCMU frames to every call (receive path too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_paced_calls_with_inbound_cpu() {
+    for n in [200u64, 1000] {
+        bench(n, true, 46000).await;
+    }
+}
+
+async fn bench(n: u64, inbound: bool, first_port: u16) {
+    let (_dir, store) = prompts();
+    let workers = MediaWorkers::start(config(first_port, first_port + 2999, 2), store);
+    let sink = Arc::new(UdpSocket::bind((LOCALHOST, 0)).await.unwrap());
+    let sink_addr = sink.local_addr().unwrap();
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let m = workers
+            .open(CallKey(i), &session(sink_addr, Some(TE)))
+            .unwrap();
+        m.play(vec![PlayItem::MusicOnHold], true).unwrap();
+        calls.push(m);
+    }
+    let counter = {
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut count = 0u64;
+            while let Ok(Ok(_)) = timeout(Duration::from_secs(1), sink.recv_from(&mut buf)).await {
+                count += 1;
+            }
+            count
+        })
+    };
+    let ports: Vec<SocketAddr> = calls
+        .iter()
+        .map(|m| SocketAddr::new(LOCALHOST, m.local_port()))
+        .collect();
+    let sender = inbound.then(|| {
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let end = Instant::now() + Duration::from_secs(10);
+            let mut seq = 0u16;
+            while Instant::now() < end {
+                tick.tick().await;
+                let p = rtp(0, false, seq, u32::from(seq) * 160, 0x1234, &[0xFF; FRAME]);
+                for port in &ports {
+                    let _ = sink.try_send_to(&p, *port);
+                }
+                seq = seq.wrapping_add(1);
+            }
+        })
+    });
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu = cpu_time() - cpu0;
+    let wall = t0.elapsed();
+    let stats = workers.stats();
+    drop(calls);
+    if let Some(s) = sender {
+        s.await.unwrap();
+    }
+    let received = counter.await.unwrap();
+    println!(
+        "bench: {n} calls{}, {wall:?} wall, {cpu:?} CPU ({:.1} % of one core, incl. the test \
+         peer), sent {} (send errors {}, skipped slots {}), calls received {}, sink received \
+         {received}",
+        if inbound { " + inbound RTP" } else { "" },
+        cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
+        stats.iter().map(|s| s.packets_sent).sum::<u64>(),
+        stats.iter().map(|s| s.send_errors).sum::<u64>(),
+        stats.iter().map(|s| s.slots_skipped).sum::<u64>(),
+        stats.iter().map(|s| s.packets_received).sum::<u64>(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 /// User + system CPU time of this process (Linux `/proc/self/stat`, 100 ticks/s).
