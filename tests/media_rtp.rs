@@ -764,3 +764,84 @@ async fn each_digit_is_logged_as_a_dtmf_event() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_reports_quality_bye_and_close() {
+    let (_dir, store) = prompts();
+    let mut cfg = config(41240, 41249, 1);
+    cfg.rtcp_interval = Duration::from_millis(200);
+    let workers = MediaWorkers::start(cfg, store);
+    // The peer's RTP/RTCP pair on fixed adjacent ports (RTCP = RTP + 1).
+    let peer = UdpSocket::bind((LOCALHOST, 41300)).await.unwrap();
+    let peer_rtcp = UdpSocket::bind((LOCALHOST, 41301)).await.unwrap();
+    let mut media = workers
+        .open(CallKey(14), &session(peer.local_addr().unwrap(), Some(TE)))
+        .unwrap();
+    let our_rtcp = SocketAddr::new(LOCALHOST, media.local_port() + 1);
+    let mut buf = [0u8; 2048];
+    let (n, _) = timeout(Duration::from_secs(1), peer.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let our_ssrc = RtpPacket::parse(&buf[..n]).unwrap().ssrc();
+    // Our sender report comes to the RTCP port.
+    let (n, from) = timeout(Duration::from_secs(2), peer_rtcp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, our_rtcp);
+    assert!(
+        n >= 28 && buf[1] == 200,
+        "a sender report first: {:?}",
+        &buf[..n]
+    );
+
+    // A receiver report about our stream: 25 % lost.
+    let mut rr = vec![0x81, 201, 0, 7];
+    rr.extend_from_slice(&0x5555_u32.to_be_bytes());
+    rr.extend_from_slice(&our_ssrc.to_be_bytes());
+    rr.extend_from_slice(&[64, 0, 0, 3]);
+    rr.extend_from_slice(&[0u8; 16]);
+    peer_rtcp.send_to(&rr, our_rtcp).await.unwrap();
+    let (_, got) = wait_for(&mut media, Duration::from_secs(1), |n| {
+        matches!(n, MediaNotice::Quality(_))
+    })
+    .await;
+    let Some(MediaNotice::Quality(q)) = got else {
+        panic!("no quality notice");
+    };
+    assert!((q.fraction_lost - 0.25).abs() < 0.01, "{q:?}");
+
+    // The peer says goodbye.
+    let mut bye = vec![0x80, 201, 0, 1];
+    bye.extend_from_slice(&0x5555_u32.to_be_bytes());
+    bye.extend_from_slice(&[0x81, 203, 0, 1]);
+    bye.extend_from_slice(&0x5555_u32.to_be_bytes());
+    peer_rtcp.send_to(&bye, our_rtcp).await.unwrap();
+    let (_, got) = wait_for(&mut media, Duration::from_secs(1), |n| {
+        *n == MediaNotice::PeerBye
+    })
+    .await;
+    assert!(got.is_some());
+
+    // Our close sends a BYE.
+    media.close();
+    let mut saw_bye = false;
+    while let Ok(Ok((n, _))) =
+        timeout(Duration::from_millis(500), peer_rtcp.recv_from(&mut buf)).await
+    {
+        if buf[..n]
+            .windows(2)
+            .any(|w| w[1] == 203 && w[0] & 0xC0 == 0x80)
+        {
+            saw_bye = true;
+            break;
+        }
+    }
+    assert!(saw_bye);
+    assert_eq!(
+        media.next_notice().await,
+        None,
+        "closed: the notice stream ends"
+    );
+}
