@@ -845,3 +845,51 @@ async fn rtcp_reports_quality_bye_and_close() {
         "closed: the notice stream ends"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn music_on_hold_loops_until_stopped() {
+    let (_dir, store) = prompts();
+    let workers = MediaWorkers::start(config(41260, 41269, 1), store.clone());
+    let peer = Peer::new().await;
+    let mut media = workers
+        .open(CallKey(15), &session(peer.addr(), Some(TE)))
+        .unwrap();
+    assert!(matches!(
+        media.play(vec![PlayItem::Prompt("nope".into())], true),
+        Err(MediaError::UnknownPrompt(id)) if id == "nope"
+    ));
+    media.play(vec![PlayItem::MusicOnHold], true).unwrap();
+    // 0.4 s track = 20 frames: 50 packets hold the track more than twice.
+    let got = peer.receive(50, Duration::from_secs(3)).await;
+    assert_eq!(got.len(), 50);
+    let music = store.get("moh/music").unwrap().audio(Law::Ulaw).clone();
+    let payloads: Vec<Vec<u8>> = got
+        .iter()
+        .map(|(_, b)| RtpPacket::parse(b).unwrap().payload().to_vec())
+        .collect();
+    let start = payloads
+        .iter()
+        .position(|p| p[..] == music[..FRAME])
+        .unwrap();
+    assert!(start + 40 <= payloads.len(), "music starts late: {start}");
+    for k in 0..40 {
+        let frame = &music[(k % 20) * FRAME..(k % 20 + 1) * FRAME];
+        assert_eq!(payloads[start + k], frame, "music frame {k}");
+    }
+    media.stop_playback().unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let _ = peer.receive(100, Duration::from_millis(1)).await;
+    let after = peer.receive(5, Duration::from_secs(1)).await;
+    assert!(after.iter().all(|(_, b)| {
+        RtpPacket::parse(b)
+            .unwrap()
+            .payload()
+            .iter()
+            .all(|&x| x == 0xFF)
+    }));
+    let notices = notices_for(&mut media, Duration::from_millis(100)).await;
+    assert!(
+        !notices.contains(&MediaNotice::PlaybackFinished),
+        "{notices:?}"
+    );
+}
