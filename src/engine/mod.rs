@@ -3,7 +3,8 @@
 //!
 //! Owns: starting everything from a [`Config`] ([`start`]), the SIP endpoint task
 //! ([`sip`]), one task per TCP connection ([`tcp`]), one task per call ([`call`]), the
-//! shared RTP port pool ([`ports`]), and graceful shutdown.
+//! shared RTP port pool ([`ports`]), the media workers ([`media`], not yet wired to calls),
+//! and graceful shutdown.
 //!
 //! Input: a validated [`Config`]. Output: a running engine behind an [`EngineHandle`]
 //! (its bound SIP address, a live [`Snapshot`] of counters, and `shutdown`).
@@ -24,6 +25,7 @@
 //! call's events and sends back [`crate::sip::endpoint::CallCommand`]s.
 
 pub mod call;
+pub mod media;
 pub mod ports;
 pub mod sip;
 pub mod tcp;
