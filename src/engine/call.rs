@@ -1,45 +1,42 @@
-//! One task per call: receives the call's [`Event`]s, allocates its RTP port, answers, and
-//! keeps the line up in silence until either side ends it.
+//! One task per call: receives the call's [`Event`]s, reserves its RTP ports from the media
+//! workers, answers, and keeps the line up until either side ends it.
 //!
 //! Input: [`CallStart`] (from `IncomingCall`), the call's event channel, the channel into
 //! the SIP task. Output: [`CallCommand`]s (Ringing, Answer, Reject, Hangup) sent as
-//! [`SipCommand::Call`], and G.711 silence over RTP at the negotiated ptime while we may
-//! send.
+//! [`SipCommand::Call`], and media commands to [`CallMedia`] (start on the negotiated
+//! session, session updates on re-INVITE, INFO digits).
 //!
-//! Rules: no port free -> 503; `sip.answer_delay` > 0 -> 180 Ringing first; no RTP received
-//! for `limits.no_rtp_timeout` while the call is send-receive -> Hangup. The endpoint ends
-//! calls that run past `limits.max_call_duration`.
+//! Rules: no port free -> 503; `sip.answer_delay` > 0 -> 180 Ringing first; the media
+//! workers pace G.711 silence while nothing is played, and report
+//! [`MediaNotice::MediaTimeout`] after `limits.no_rtp_timeout` without RTP -> Hangup. The
+//! endpoint ends calls that run past `limits.max_call_duration`.
 //!
-//! TODO(media): the silence loop is a stand-in for the media worker (prompts, DTMF, flow
-//! interpreter); one 20 ms timer per call is fine at this size but the media workers pace
-//! many calls from one loop.
+//! TODO(integrator): run the flow interpreter here (play prompts, collect digits from
+//! [`MediaNotice::Digit`], hand over to the queue).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::time::{Instant as TokioInstant, MissedTickBehavior};
+use tokio::time::Instant as TokioInstant;
 use tracing::Instrument;
 
-use crate::engine::ports::{PortAllocator, PortLease};
+use crate::engine::media::{CallMedia, MediaError, MediaNotice, MediaWorkers, Reservation};
 use crate::engine::redact;
 use crate::engine::sip::SipCommand;
 use crate::ids::{CallId, CallKey};
-use crate::sdp::{Codec, Direction, LocalMedia, Session};
+use crate::sdp::{LocalMedia, Session};
 use crate::sip::endpoint::{CallCommand, EndReason, Event, Peer};
 
 /// Settings every call task shares.
 #[derive(Debug)]
 pub struct CallSettings {
-    /// Address RTP sockets bind to.
-    pub rtp_bind: IpAddr,
     /// Address written in SDP `c=`.
     pub rtp_advertised: IpAddr,
-    pub ports: PortAllocator,
+    /// The media workers (RTP ports, pacing, DTMF, playback).
+    pub media: MediaWorkers,
     pub answer_delay: Duration,
-    pub no_rtp_timeout: Duration,
     pub show_numbers: bool,
     /// Fault injection for tests: a call to this number panics once confirmed.
     pub panic_on_number: Option<String>,
@@ -54,9 +51,6 @@ pub struct CallStart {
     pub to_user: String,
     pub source: Peer,
 }
-
-/// Bind attempts before giving up on finding an RTP port (ports used by other programs).
-const BIND_ATTEMPTS: usize = 16;
 
 /// Run one call to its end. Never returns an error: failures end the call.
 pub async fn run(
@@ -101,35 +95,33 @@ struct CallTask {
     settings: Arc<CallSettings>,
 }
 
-/// What the media side currently does.
+/// The call's media: reserved ports until the session is known, then running.
 #[derive(Debug)]
-struct Media {
-    socket: UdpSocket,
-    _lease: PortLease,
-    session: Option<Session>,
-    confirmed: bool,
-    sent: u64,
-    received: u64,
-    last_received: TokioInstant,
-    seq: u16,
-    timestamp: u32,
-    ssrc: u32,
+enum MediaState {
+    Reserved(Reservation),
+    Running(CallMedia),
+    /// Start failed (logged); the call is being hung up.
+    Failed,
 }
 
 impl CallTask {
     async fn run(mut self) {
         tracing::info!("incoming call");
         let started = TokioInstant::now();
-        let Some((socket, lease)) = self.bind_rtp().await else {
-            tracing::warn!("no RTP port free: refusing with 503");
-            self.command(CallCommand::Reject { code: 503 }).await;
-            let reason = self.wait_end().await;
-            tracing::info!(?reason, "call ended");
-            return;
+        let reservation = match self.settings.media.reserve() {
+            Ok(r) => r,
+            Err(e) => {
+                let exhausted = matches!(e, MediaError::PortsExhausted(_));
+                tracing::warn!(error = %e, exhausted, "no RTP port: refusing with 503");
+                self.command(CallCommand::Reject { code: 503 }).await;
+                let reason = self.wait_end().await;
+                tracing::info!(?reason, "call ended");
+                return;
+            }
         };
         let local = LocalMedia {
             addr: self.settings.rtp_advertised,
-            port: lease.port(),
+            port: reservation.port(),
             session_id: rand::random::<u32>().into(),
             version: 1,
         };
@@ -151,108 +143,91 @@ impl CallTask {
             }
         }
         self.command(CallCommand::Answer { local }).await;
-        let mut media = Media {
-            socket,
-            _lease: lease,
-            session: None,
-            confirmed: false,
-            sent: 0,
-            received: 0,
-            last_received: TokioInstant::now(),
-            seq: rand::random(),
-            timestamp: rand::random(),
-            ssrc: rand::random(),
-        };
-        let reason = self.media_loop(&mut media).await;
-        tracing::info!(
-            ?reason,
-            seconds = started.elapsed().as_secs(),
-            rtp_sent = media.sent,
-            rtp_received = media.received,
-            "call ended"
-        );
+        let mut media = MediaState::Reserved(reservation);
+        let reason = self.call_loop(&mut media).await;
+        tracing::info!(?reason, seconds = started.elapsed().as_secs(), "call ended");
     }
 
-    /// Up in silence until the call ends; returns why (None: the engine dropped us).
-    async fn media_loop(&mut self, media: &mut Media) -> Option<EndReason> {
-        let mut ptime = Duration::from_millis(20);
-        let mut tick = tokio::time::interval(ptime);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut rtp_buf = vec![0u8; 2048];
+    /// Up until the call ends; returns why (None: the engine dropped us).
+    async fn call_loop(&mut self, media: &mut MediaState) -> Option<EndReason> {
         let mut hung_up = false;
         loop {
-            let no_rtp_deadline = media.last_received + self.settings.no_rtp_timeout;
-            let watch_rtp = !hung_up && media.confirmed && media.expects_rtp();
+            let notice = async {
+                match media {
+                    MediaState::Running(m) => m.next_notice().await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(Event::Answered { session, .. }) => {
                         tracing::info!(session = ?session, "answered");
                         if let Some(s) = session {
-                            media.set_session(s);
+                            self.apply_session(media, s).await;
                         }
                     }
                     Some(Event::Confirmed { .. }) => {
                         tracing::debug!("ACK received");
                         assert!(!self.panic_on_confirm, "injected fault: call task panics");
-                        media.confirmed = true;
-                        media.last_received = TokioInstant::now();
                     }
                     Some(Event::MediaUpdated { session, .. }) => {
                         tracing::info!(direction = ?session.local_direction, "media updated");
-                        media.set_session(session);
-                        media.last_received = TokioInstant::now();
+                        self.apply_session(media, session).await;
                     }
-                    Some(Event::Info { content_type, .. }) => {
-                        tracing::debug!(%content_type, "INFO received (ignored for now)");
+                    Some(Event::Info { content_type, body, .. }) => {
+                        if let MediaState::Running(m) = media
+                            && let Err(e) = m.info_digit(&content_type, &body)
+                        {
+                            tracing::debug!(error = %e, %content_type, "INFO not used");
+                        }
                     }
                     Some(Event::Ended { reason, .. }) => return Some(reason),
                     Some(Event::IncomingCall { .. }) => {}
                     None => return None,
                 },
-                r = media.socket.recv_from(&mut rtp_buf) => {
-                    if let Ok((n, _)) = r
-                        && n >= 12
-                    {
-                        media.received += 1;
-                        media.last_received = TokioInstant::now();
+                n = notice => match n {
+                    Some(MediaNotice::MediaTimeout) if !hung_up => {
+                        tracing::warn!("no RTP received: hanging up");
+                        hung_up = true;
+                        self.command(CallCommand::Hangup).await;
                     }
-                }
-                _ = tick.tick() => {
-                    let want = media.ptime();
-                    if want != ptime {
-                        ptime = want;
-                        tick = tokio::time::interval(ptime);
-                        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                    Some(MediaNotice::Digit { digit, source }) => {
+                        tracing::debug!(?digit, ?source, "digit");
                     }
-                    media.send_silence();
-                }
-                _ = tokio::time::sleep_until(no_rtp_deadline), if watch_rtp => {
-                    tracing::warn!(
-                        seconds = self.settings.no_rtp_timeout.as_secs(),
-                        "no RTP received: hanging up"
-                    );
-                    hung_up = true;
-                    self.command(CallCommand::Hangup).await;
-                }
+                    Some(other) => tracing::debug!(notice = ?other, "media notice"),
+                    None => {
+                        tracing::warn!("media stopped: hanging up");
+                        *media = MediaState::Failed;
+                        if !hung_up {
+                            hung_up = true;
+                            self.command(CallCommand::Hangup).await;
+                        }
+                    }
+                },
             }
         }
     }
 
-    async fn bind_rtp(&self) -> Option<(UdpSocket, PortLease)> {
-        // Ports another program holds stay leased until we return, so the pool offers others.
-        let mut busy = Vec::new();
-        for _ in 0..BIND_ATTEMPTS {
-            let lease = self.settings.ports.allocate()?;
-            let addr = SocketAddr::new(self.settings.rtp_bind, lease.port());
-            match UdpSocket::bind(addr).await {
-                Ok(socket) => return Some((socket, lease)),
+    /// Start the media on the first negotiated session, update it afterwards.
+    async fn apply_session(&self, media: &mut MediaState, session: Session) {
+        let state = std::mem::replace(media, MediaState::Failed);
+        *media = match state {
+            MediaState::Reserved(reservation) => match reservation.start(self.call, &session) {
+                Ok(m) => MediaState::Running(m),
                 Err(e) => {
-                    tracing::debug!(%addr, error = %e, "RTP port busy, trying another");
-                    busy.push(lease);
+                    tracing::error!(error = %e, "cannot start media: hanging up");
+                    self.command(CallCommand::Hangup).await;
+                    MediaState::Failed
                 }
+            },
+            MediaState::Running(m) => {
+                if let Err(e) = m.update_session(session) {
+                    tracing::warn!(error = %e, "media update failed");
+                }
+                MediaState::Running(m)
             }
-        }
-        None
+            MediaState::Failed => MediaState::Failed,
+        };
     }
 
     async fn command(&self, command: CallCommand) {
@@ -272,60 +247,5 @@ impl CallTask {
             }
         }
         None
-    }
-}
-
-impl Media {
-    fn set_session(&mut self, session: Session) {
-        self.session = Some(session);
-    }
-
-    fn ptime(&self) -> Duration {
-        let ms = self
-            .session
-            .as_ref()
-            .map_or(20, |s| s.ptime_ms)
-            .clamp(10, 60);
-        Duration::from_millis(u64::from(ms))
-    }
-
-    /// Whether the remote should be sending us RTP (send-receive, not on hold).
-    fn expects_rtp(&self) -> bool {
-        self.session
-            .as_ref()
-            .is_some_and(|s| s.local_direction == Direction::SendRecv && s.remote.is_some())
-    }
-
-    fn send_silence(&mut self) {
-        let Some(session) = &self.session else {
-            return;
-        };
-        let Some(remote) = session.remote else {
-            return;
-        };
-        if !matches!(
-            session.local_direction,
-            Direction::SendRecv | Direction::SendOnly
-        ) {
-            return;
-        }
-        let samples = usize::from(session.ptime_ms.clamp(10, 60)) * 8;
-        let silence = match session.codec {
-            Codec::Pcmu => 0xFF,
-            Codec::Pcma => 0xD5,
-        };
-        let mut packet = Vec::with_capacity(12 + samples);
-        packet.push(0x80); // V=2, no padding, no extension, no CSRC
-        packet.push(session.payload_type & 0x7F);
-        packet.extend_from_slice(&self.seq.to_be_bytes());
-        packet.extend_from_slice(&self.timestamp.to_be_bytes());
-        packet.extend_from_slice(&self.ssrc.to_be_bytes());
-        packet.resize(12 + samples, silence);
-        if self.socket.try_send_to(&packet, remote).is_ok() {
-            self.sent += 1;
-        }
-        self.seq = self.seq.wrapping_add(1);
-        // samples <= 480, fits u32.
-        self.timestamp = self.timestamp.wrapping_add(samples as u32);
     }
 }

@@ -3,8 +3,7 @@
 //!
 //! Owns: starting everything from a [`Config`] ([`start`]), the SIP endpoint task
 //! ([`sip`]), one task per TCP connection ([`tcp`]), one task per call ([`call`]), the
-//! shared RTP port pool ([`ports`]), the media workers ([`media`], not yet wired to calls),
-//! and graceful shutdown.
+//! media workers ([`media`]: RTP ports, pacing, playback, DTMF), and graceful shutdown.
 //!
 //! Input: a validated [`Config`]. Output: a running engine behind an [`EngineHandle`]
 //! (its bound SIP address, a live [`Snapshot`] of counters, and `shutdown`).
@@ -26,7 +25,6 @@
 
 pub mod call;
 pub mod media;
-pub mod ports;
 pub mod sip;
 pub mod tcp;
 
@@ -153,7 +151,13 @@ pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, En
         max_calls = config.limits.max_calls,
         "guichet listening"
     );
-    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx, hooks)?;
+    let prompts = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || sip::load_prompts(&config))
+            .await
+            .unwrap_or_default()
+    };
+    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx, hooks, prompts)?;
     let task = tokio::spawn(task.run());
     Ok(EngineHandle {
         sip_addr,

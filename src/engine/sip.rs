@@ -26,10 +26,12 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::config::{Cidr, Config};
 use crate::engine::call::{self, CallSettings, CallStart};
-use crate::engine::ports::PortAllocator;
+use crate::engine::media::{MediaConfig, MediaWorkers};
 use crate::engine::tcp::{self, ConnLimits};
 use crate::engine::{EngineError, Hooks, Snapshot, now};
 use crate::ids::CallKey;
+use crate::media::ports::{DEFAULT_QUARANTINE, PortPool};
+use crate::media::prompts::PromptStore;
 use crate::sip::endpoint::{
     CallCommand, ConnId, Endpoint, EndpointConfig, Event, Input, Output, Peer, Timers, Transport,
 };
@@ -185,6 +187,7 @@ impl SipTask {
         shutdown: watch::Receiver<bool>,
         snapshot_tx: watch::Sender<Snapshot>,
         hooks: Hooks,
+        prompts: PromptStore,
     ) -> Result<Self, EngineError> {
         let local = match config.sip.advertised_address {
             Some(ip) => SocketAddr::new(ip, sockets.local.port()),
@@ -198,12 +201,16 @@ impl SipTask {
         }
         let endpoint = Endpoint::new(endpoint_config);
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
+        // Check the range now: the workers would only report it at the first call.
+        PortPool::new(
+            config.rtp.ports.first(),
+            config.rtp.ports.last(),
+            DEFAULT_QUARANTINE,
+        )?;
         let call_settings = Arc::new(CallSettings {
-            rtp_bind: config.rtp.address,
             rtp_advertised: config.rtp.advertised_address.unwrap_or(config.rtp.address),
-            ports: PortAllocator::new(config.rtp.ports)?,
+            media: start_media(&config, prompts),
             answer_delay: config.sip.answer_delay.get(),
-            no_rtp_timeout: config.limits.no_rtp_timeout.get(),
             show_numbers: config.log.show_numbers,
             panic_on_number: hooks.panic_on_number,
         });
@@ -576,6 +583,37 @@ impl SipTask {
         }
         tracing::info!("SIP endpoint stopped");
     }
+}
+
+/// Load the prompts under `paths.audio` (leniently: a bad file is logged, not fatal; a
+/// missing directory gives no prompts). Blocking file IO: call from `spawn_blocking`.
+pub fn load_prompts(config: &Config) -> PromptStore {
+    match PromptStore::load_dir_lenient(&config.paths.audio) {
+        Ok((store, errors)) => {
+            for e in &errors {
+                tracing::warn!(error = %e, "prompt not loaded");
+            }
+            tracing::info!(prompts = store.len(), dir = %config.paths.audio.display(), "prompts loaded");
+            store
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %config.paths.audio.display(), "no prompts loaded");
+            PromptStore::default()
+        }
+    }
+}
+
+/// Start the media workers on the configured RTP range.
+fn start_media(config: &Config, prompts: PromptStore) -> MediaWorkers {
+    let media = MediaConfig {
+        rtp_bind: config.rtp.address,
+        port_first: config.rtp.ports.first(),
+        port_last: config.rtp.ports.last(),
+        no_rtp_timeout: config.limits.no_rtp_timeout.get(),
+        seed: rand::random(),
+        ..MediaConfig::default()
+    };
+    MediaWorkers::start(media, Arc::new(prompts))
 }
 
 fn endpoint_config(config: &Config, local: SocketAddr) -> EndpointConfig {

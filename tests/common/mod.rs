@@ -25,6 +25,9 @@ pub fn test_config() -> Config {
     c.limits.rate_burst = 1000;
     c.limits.shutdown_grace = DurationValue(Duration::from_secs(2));
     c.log.level = "debug".into();
+    // No prompts: loading the shipped audio/ takes seconds in a debug build, and these
+    // tests only need silence.
+    c.paths.audio = "tests/no-audio-here".into();
     c
 }
 
