@@ -143,6 +143,20 @@ pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, En
     let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
     let sockets = sip::Sockets::bind(&config).await?;
     let sip_addr = sockets.local_addr();
+    let prompts = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || sip::load_prompts(&config))
+            .await
+            .unwrap_or_default()
+    };
+    let task = sip::SipTask::new(
+        config.clone(),
+        sockets,
+        shutdown_rx,
+        snapshot_tx,
+        hooks,
+        prompts,
+    )?;
     tracing::info!(
         sip = %sip_addr,
         udp = config.sip.udp,
@@ -151,13 +165,6 @@ pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, En
         max_calls = config.limits.max_calls,
         "guichet listening"
     );
-    let prompts = {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || sip::load_prompts(&config))
-            .await
-            .unwrap_or_default()
-    };
-    let task = sip::SipTask::new(config, sockets, shutdown_rx, snapshot_tx, hooks, prompts)?;
     let task = tokio::spawn(task.run());
     Ok(EngineHandle {
         sip_addr,
