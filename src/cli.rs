@@ -210,6 +210,12 @@ fn render_prompts(flows: &Path, audio: &Path, args: &RenderArgs) -> anyhow::Resu
             .into_iter()
             .map(|(id, text)| (format!("fr/{id}"), text)),
     );
+    // The engine's own messages (`audio/fr/system/`).
+    entries.extend(
+        crate::engine::call::SYSTEM_PROMPTS
+            .iter()
+            .map(|(id, text)| ((*id).to_owned(), (*text).to_owned())),
+    );
     let options = crate::media::render::RenderOptions {
         voice: args.voice.clone(),
         words_per_minute: args.rate,

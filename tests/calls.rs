@@ -327,6 +327,7 @@ async fn garbage_does_not_disturb_calls() {
 async fn a_panicking_call_task_ends_only_its_call() {
     let hooks = guichet::engine::Hooks {
         panic_on_number: Some("6666".into()),
+        ..Default::default()
     };
     let engine = guichet::engine::start_with(test_config(), hooks)
         .await

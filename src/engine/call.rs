@@ -11,8 +11,17 @@
 //! [`MediaNotice::MediaTimeout`] after `limits.no_rtp_timeout` without RTP -> Hangup. The
 //! endpoint ends calls that run past `limits.max_call_duration`.
 //!
-//! TODO(integrator): run the flow interpreter here (play prompts, collect digits from
-//! [`MediaNotice::Digit`], hand over to the queue).
+//! The flow: once the media runs, a [`FlowRun`] starts on the current flow set (the call
+//! keeps that `Arc` to its end) at `flow_entry` (`main`), with the caller's number and the
+//! Paris wall clock. The loop feeds it digits (RFC 4733, in-band or SIP INFO, from
+//! [`MediaNotice::Digit`]), `PlaybackFinished`, its own deadline and the caller's hang-up,
+//! and carries out its outputs: prompts to the media workers (a prompt missing from the
+//! store is logged and skipped), hang-up after the goodbye prompt. Until the agent queue
+//! exists, every hand-over (queue, callback, voicemail, transfer) plays
+//! [`UNAVAILABLE_PROMPT`] and answers `QueueResult::Unavailable`, so the node's fallback
+//! runs. Each node entered is a `node_entered` event (`call`, `flow`, `node`, `version`);
+//! the call ends with one `call_record` event, also appended to `calls.jsonl`
+//! ([`crate::engine::records`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,9 +31,16 @@ use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 use tracing::Instrument;
 
-use crate::engine::media::{CallMedia, MediaError, MediaNotice, MediaWorkers, Reservation};
-use crate::engine::redact;
+use crate::engine::flows::{Flows, short};
+use crate::engine::media::{
+    CallMedia, MediaError, MediaNotice, MediaWorkers, PlayItem, Reservation,
+};
+use crate::engine::records::{CallEvent, CallRecord, QualityRecord, Records};
 use crate::engine::sip::SipCommand;
+use crate::engine::{now, redact};
+use crate::flow::interp::{
+    CallerInfo, EndReason as FlowEnd, FlowEvent, FlowRun, Input, Output, QueueResult,
+};
 use crate::ids::{CallId, CallKey};
 use crate::sdp::{LocalMedia, Session};
 use crate::sip::endpoint::{CallCommand, EndReason, Event, Peer};
@@ -40,7 +56,22 @@ pub struct CallSettings {
     pub show_numbers: bool,
     /// Fault injection for tests: a call to this number panics once confirmed.
     pub panic_on_number: Option<String>,
+    /// The flow set new calls start on (hot reloaded).
+    pub flows: Flows,
+    /// Entry of every call (`main`: the `main` flow's entry node; or `flow.node`).
+    pub flow_entry: String,
+    /// Call records and live call events.
+    pub records: Records,
 }
+
+/// The system message played when the flow asks for a person and no agent queue exists.
+pub const UNAVAILABLE_PROMPT: &str = "fr/system/indisponible";
+
+/// The engine's own messages (id, text), rendered by `guichet prompts render`.
+pub const SYSTEM_PROMPTS: &[(&str, &str)] = &[(
+    UNAVAILABLE_PROMPT,
+    "Aucun conseiller ne peut prendre votre appel pour le moment.",
+)];
 
 /// What the endpoint told us about a new call.
 #[derive(Debug, Clone)]
@@ -77,6 +108,8 @@ pub async fn run(
     );
     CallTask {
         call: start.call,
+        call_id: start.call_id.to_string(),
+        from_uri: start.from.clone(),
         panic_on_confirm,
         events,
         to_sip,
@@ -89,6 +122,9 @@ pub async fn run(
 
 struct CallTask {
     call: CallKey,
+    call_id: String,
+    /// The caller's From URI (unredacted: the flow may use the number).
+    from_uri: String,
     panic_on_confirm: bool,
     events: mpsc::Receiver<Event>,
     to_sip: mpsc::Sender<SipCommand>,
@@ -144,20 +180,79 @@ impl CallTask {
         }
         self.command(CallCommand::Answer { local }).await;
         let mut media = MediaState::Reserved(reservation);
-        let reason = self.call_loop(&mut media).await;
+        let mut log = CallLog::new();
+        let reason = self.call_loop(&mut media, &mut log).await;
         tracing::info!(?reason, seconds = started.elapsed().as_secs(), "call ended");
+        self.record(log, reason, started.elapsed());
+    }
+
+    /// Log the `call_record` event and queue it for `calls.jsonl`.
+    fn record(&self, log: CallLog, reason: Option<EndReason>, duration: Duration) {
+        let end_reason = match (log.end_reason, log.flow_end, reason) {
+            (Some(r), _, _) => r.to_owned(),
+            (None, Some(FlowEnd::FlowHangup), _) => "flow_hangup".to_owned(),
+            (None, Some(FlowEnd::Connected), _) => "connected".to_owned(),
+            (None, Some(FlowEnd::Stuck), _) => "flow_stuck".to_owned(),
+            (None, _, Some(r)) => end_reason_name(r),
+            (None, _, None) => "engine".to_owned(),
+        };
+        let record = CallRecord {
+            call_id: self.call_id.clone(),
+            start: log.wall.to_string(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            end_reason,
+            flow_version: log.flow_version,
+            nodes_visited: log.nodes_visited,
+            digits: log.digits,
+            quality: log.quality,
+        };
+        tracing::info!(
+            name: "call_record",
+            call = %record.call_id,
+            start = %record.start,
+            duration_ms = record.duration_ms,
+            end_reason = %record.end_reason,
+            nodes_visited = record.nodes_visited,
+            digits = %record.digits,
+            flow_version = record.flow_version.as_deref().map(short).unwrap_or(""),
+            fraction_lost = record.quality.map(|q| q.fraction_lost),
+            cumulative_lost = record.quality.map(|q| q.cumulative_lost),
+            jitter_ms = record.quality.map(|q| q.jitter_ms),
+            "call_record"
+        );
+        self.settings.records.write(record);
     }
 
     /// Up until the call ends; returns why (None: the engine dropped us).
-    async fn call_loop(&mut self, media: &mut MediaState) -> Option<EndReason> {
-        let mut hung_up = false;
+    async fn call_loop(&mut self, media: &mut MediaState, log: &mut CallLog) -> Option<EndReason> {
+        let mut flow: Option<FlowDriver> = None;
+        let mut flow_tried = false;
         loop {
+            if !flow_tried
+                && let MediaState::Running(m) = media
+                && !log.hung_up
+            {
+                flow_tried = true;
+                flow = self.start_flow(log);
+                if let Some(f) = flow.as_mut() {
+                    f.drain(m, self, log).await;
+                }
+            }
             let notice = async {
                 match media {
                     MediaState::Running(m) => m.next_notice().await,
                     _ => std::future::pending().await,
                 }
             };
+            let deadline = flow.as_ref().and_then(FlowDriver::deadline);
+            let timeout = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(TokioInstant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // What the flow must be told after the select (media borrowed inside it).
+            let mut input: Option<Input> = None;
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(Event::Answered { session, .. }) => {
@@ -181,29 +276,91 @@ impl CallTask {
                             tracing::debug!(error = %e, %content_type, "INFO not used");
                         }
                     }
-                    Some(Event::Ended { reason, .. }) => return Some(reason),
+                    Some(Event::Ended { reason, .. }) => {
+                        if let Some(f) = flow.as_mut() {
+                            f.run.handle_input(Input::Hangup);
+                            f.collect_events(self, log);
+                        }
+                        if let MediaState::Running(m) = media {
+                            m.close();
+                        }
+                        return Some(reason);
+                    }
                     Some(Event::IncomingCall { .. }) => {}
                     None => return None,
                 },
                 n = notice => match n {
-                    Some(MediaNotice::MediaTimeout) if !hung_up => {
+                    Some(MediaNotice::MediaTimeout) if !log.hung_up => {
                         tracing::warn!("no RTP received: hanging up");
-                        hung_up = true;
+                        log.hung_up = true;
+                        log.end_reason.get_or_insert("media_timeout");
                         self.command(CallCommand::Hangup).await;
                     }
                     Some(MediaNotice::Digit { digit, source }) => {
+                        let key = digit.as_char();
                         tracing::debug!(?digit, ?source, "digit");
+                        log.digits.push(key);
+                        self.settings.records.publish(CallEvent::Digit {
+                            call_id: self.call_id.clone(),
+                            digit: key,
+                        });
+                        if let Some(f) = flow.as_mut() {
+                            input = f.on_digit(key);
+                        }
+                    }
+                    Some(MediaNotice::PlaybackFinished) => {
+                        if let Some(f) = flow.as_mut() {
+                            input = Some(f.on_playback_finished());
+                        }
+                    }
+                    Some(MediaNotice::Quality(q)) => {
+                        log.quality = Some(QualityRecord {
+                            fraction_lost: q.fraction_lost,
+                            cumulative_lost: q.cumulative_lost,
+                            jitter_ms: q.jitter_ms,
+                            rtt_ms: q.rtt_ms,
+                        });
                     }
                     Some(other) => tracing::debug!(notice = ?other, "media notice"),
                     None => {
                         tracing::warn!("media stopped: hanging up");
                         *media = MediaState::Failed;
-                        if !hung_up {
-                            hung_up = true;
+                        if !log.hung_up {
+                            log.hung_up = true;
+                            log.end_reason.get_or_insert("media_failed");
                             self.command(CallCommand::Hangup).await;
                         }
                     }
                 },
+                _ = timeout => input = Some(Input::Timeout(now())),
+            }
+            if let Some(input) = input
+                && let Some(f) = flow.as_mut()
+                && let MediaState::Running(m) = media
+            {
+                f.run.handle_input(input);
+                f.drain(m, self, log).await;
+            }
+        }
+    }
+
+    /// Create the flow run for this call on the current flow set.
+    fn start_flow(&self, log: &mut CallLog) -> Option<FlowDriver> {
+        let set = self.settings.flows.current();
+        log.flow_version = Some(set.version().to_owned());
+        let caller = CallerInfo {
+            number: caller_number(&self.from_uri),
+            recent_calls: 0,
+        };
+        let entry = self.settings.flow_entry.as_str();
+        match FlowRun::new(set, entry, caller, now(), log.wall.clone()) {
+            Ok(run) => Some(FlowDriver {
+                run,
+                waiting_unavailable: false,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, entry, "cannot start the flow: the call stays silent");
+                None
             }
         }
     }
@@ -248,4 +405,212 @@ impl CallTask {
         }
         None
     }
+}
+
+/// What one call leaves for its record.
+#[derive(Debug)]
+struct CallLog {
+    /// Answer time on the wall clock (Europe/Paris).
+    wall: jiff::ZonedDateTime,
+    hung_up: bool,
+    /// Why we ended the call, when we did.
+    end_reason: Option<&'static str>,
+    flow_end: Option<FlowEnd>,
+    flow_version: Option<String>,
+    nodes_visited: u32,
+    digits: String,
+    quality: Option<QualityRecord>,
+}
+
+impl CallLog {
+    fn new() -> CallLog {
+        CallLog {
+            wall: paris_now(),
+            hung_up: false,
+            end_reason: None,
+            flow_end: None,
+            flow_version: None,
+            nodes_visited: 0,
+            digits: String::new(),
+            quality: None,
+        }
+    }
+}
+
+/// The wall clock in Europe/Paris (opening hours are local time).
+fn paris_now() -> jiff::ZonedDateTime {
+    let now = jiff::ZonedDateTime::now();
+    match jiff::tz::TimeZone::get("Europe/Paris") {
+        Ok(tz) => now.with_time_zone(tz),
+        Err(e) => {
+            tracing::warn!(error = %e, "no Europe/Paris time zone: using the system's");
+            now
+        }
+    }
+}
+
+fn end_reason_name(reason: EndReason) -> String {
+    let debug = format!("{reason:?}");
+    // `CallerBye` -> `caller_bye`: stable, greppable names in calls.jsonl.
+    let mut out = String::new();
+    for (i, c) in debug
+        .chars()
+        .take_while(|c| c.is_alphanumeric())
+        .enumerate()
+    {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The user part of a From URI (`<sip:0612345678@host>` -> `0612345678`).
+fn caller_number(from: &str) -> Option<String> {
+    let lower = from.to_ascii_lowercase();
+    let start = ["sips:", "sip:", "tel:"]
+        .iter()
+        .filter_map(|s| lower.find(s).map(|i| i + s.len()))
+        .min()?;
+    let rest = from.get(start..)?;
+    let end = rest.find(['@', ';', '>']).unwrap_or(rest.len());
+    let user = rest.get(..end)?;
+    (!user.is_empty() && user.chars().all(|c| c.is_ascii_digit() || c == '+'))
+        .then(|| user.to_owned())
+}
+
+/// One call's flow run and what the engine does for it.
+#[derive(Debug)]
+struct FlowDriver {
+    run: FlowRun,
+    /// The unavailable message is playing; its end answers the pending queue request.
+    waiting_unavailable: bool,
+}
+
+impl FlowDriver {
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.run.poll_timeout()
+    }
+
+    fn on_digit(&mut self, key: char) -> Option<Input> {
+        // Keys during the unavailable message are not for the flow (it waits for a result).
+        (!self.waiting_unavailable).then(|| Input::Digit(now(), key))
+    }
+
+    fn on_playback_finished(&mut self) -> Input {
+        if std::mem::take(&mut self.waiting_unavailable) {
+            Input::QueueResult(now(), QueueResult::Unavailable)
+        } else {
+            Input::PromptFinished(now())
+        }
+    }
+
+    /// Carry out the run's outputs until it waits for something.
+    async fn drain(&mut self, media: &CallMedia, task: &CallTask, log: &mut CallLog) {
+        while let Some(out) = self.run.poll_output() {
+            match out {
+                Output::Play {
+                    prompts,
+                    interruptible,
+                } => {
+                    let ids = prompts.into_iter().map(|p| p.0).collect();
+                    if !play_known(media, ids, interruptible) {
+                        self.run.handle_input(Input::PromptFinished(now()));
+                    }
+                }
+                Output::StopPlayback => {
+                    if let Err(e) = media.stop_playback() {
+                        tracing::debug!(error = %e, "stop playback");
+                    }
+                }
+                Output::StartCollect {
+                    max_digits,
+                    terminator,
+                } => tracing::debug!(max_digits, ?terminator, "collecting digits"),
+                Output::Enqueue { .. }
+                | Output::Callback { .. }
+                | Output::Voicemail { .. }
+                | Output::Transfer { .. } => {
+                    tracing::info!(request = ?out, "no agent queue yet: adviser unavailable");
+                    if play_known(media, vec![UNAVAILABLE_PROMPT.to_owned()], false) {
+                        self.waiting_unavailable = true;
+                    } else {
+                        self.run
+                            .handle_input(Input::QueueResult(now(), QueueResult::Unavailable));
+                    }
+                }
+                Output::Hangup => {
+                    if !log.hung_up {
+                        log.hung_up = true;
+                        log.end_reason.get_or_insert("flow_hangup");
+                        task.command(CallCommand::Hangup).await;
+                    }
+                }
+                Output::Event(event) => handle_event(event, task, log),
+            }
+        }
+    }
+
+    /// Flow events produced by `Input::Hangup` (no media any more).
+    fn collect_events(&mut self, task: &CallTask, log: &mut CallLog) {
+        while let Some(out) = self.run.poll_output() {
+            if let Output::Event(event) = out {
+                handle_event(event, task, log);
+            }
+        }
+    }
+}
+
+fn handle_event(event: FlowEvent, task: &CallTask, log: &mut CallLog) {
+    match event {
+        FlowEvent::NodeEntered {
+            flow,
+            node,
+            version,
+        } => {
+            log.nodes_visited = log.nodes_visited.saturating_add(1);
+            tracing::info!(
+                name: "node_entered",
+                call = %task.call_id,
+                flow = %flow,
+                node = %node,
+                version = %short(&version),
+                "node_entered"
+            );
+            task.settings.records.publish(CallEvent::NodeEntered {
+                call_id: task.call_id.clone(),
+                flow,
+                node,
+                version,
+            });
+        }
+        FlowEvent::VariableSet { name, value } => {
+            tracing::debug!(%name, %value, "flow variable");
+        }
+        FlowEvent::Finished(reason) => {
+            tracing::debug!(?reason, "flow finished");
+            log.flow_end = Some(reason);
+        }
+    }
+}
+
+/// Play the prompts the store has (a missing one is logged and skipped). Returns whether
+/// anything is playing (if not, the caller treats the prompts as already finished).
+fn play_known(media: &CallMedia, mut ids: Vec<String>, interruptible: bool) -> bool {
+    while !ids.is_empty() {
+        let items = ids.iter().cloned().map(PlayItem::Prompt).collect();
+        match media.play(items, interruptible) {
+            Ok(()) => return true,
+            Err(MediaError::UnknownPrompt(missing)) => {
+                tracing::warn!(prompt = %missing, "prompt missing from the audio store: skipped");
+                ids.retain(|id| *id != missing);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot play");
+                return false;
+            }
+        }
+    }
+    false
 }

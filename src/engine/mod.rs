@@ -24,7 +24,9 @@
 //! call's events and sends back [`crate::sip::endpoint::CallCommand`]s.
 
 pub mod call;
+pub mod flows;
 pub mod media;
+pub mod records;
 pub mod sip;
 pub mod tcp;
 
@@ -60,6 +62,9 @@ pub enum EngineError {
     /// The RTP port range is unusable.
     #[error("rtp.ports: {0}")]
     Ports(#[from] crate::media::ports::PortsError),
+    /// The flow set under `paths.flows` does not load or fails the checker.
+    #[error("paths.flows: {0}")]
+    Flows(#[from] flows::FlowsError),
 }
 
 /// Counters for dashboards, logs and tests; refreshed by the SIP task after every wake-up.
@@ -90,6 +95,9 @@ pub struct EngineHandle {
     shutdown: watch::Sender<bool>,
     snapshot: watch::Receiver<Snapshot>,
     task: JoinHandle<()>,
+    flows: flows::Flows,
+    records: records::Records,
+    reloader: JoinHandle<()>,
 }
 
 impl EngineHandle {
@@ -108,9 +116,20 @@ impl EngineHandle {
         self.snapshot.clone()
     }
 
+    /// The flow set serving new calls, its swaps and reload outcomes.
+    pub fn flows(&self) -> &flows::Flows {
+        &self.flows
+    }
+
+    /// Live call events (nodes entered, digits, call records) from now on.
+    pub fn call_events(&self) -> tokio::sync::broadcast::Receiver<records::CallEvent> {
+        self.records.subscribe()
+    }
+
     /// Graceful shutdown: BYE every call, wait for them up to `limits.shutdown_grace`, stop.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.reloader.abort();
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "SIP task ended abnormally");
         }
@@ -130,6 +149,8 @@ pub struct Hooks {
     /// Fault injection: the call task of a call to this number panics when the call is
     /// confirmed (proves a panicking call ends that call only).
     pub panic_on_number: Option<String>,
+    /// Where calls enter the flows instead of `main` (a flow id or `flow.node`).
+    pub flow_entry: Option<String>,
 }
 
 /// Bind the sockets and start the SIP task. Returns once everything listens.
@@ -141,6 +162,7 @@ pub async fn start(config: Config) -> Result<EngineHandle, EngineError> {
 pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, EngineError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
+    let flows = flows::Flows::load(&config.paths.flows, &config.paths.audio).await?;
     let sockets = sip::Sockets::bind(&config).await?;
     let sip_addr = sockets.local_addr();
     let prompts = {
@@ -155,8 +177,14 @@ pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, En
         shutdown_rx,
         snapshot_tx,
         hooks,
-        prompts,
+        sip::CallResources {
+            prompts,
+            flows: flows.clone(),
+            records: records::Records::start(config.paths.data.clone()),
+        },
     )?;
+    let records = task.records();
+    let reloader = flows.spawn_reloader(shutdown_tx.subscribe());
     tracing::info!(
         sip = %sip_addr,
         udp = config.sip.udp,
@@ -171,14 +199,17 @@ pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, En
         shutdown: shutdown_tx,
         snapshot: snapshot_rx,
         task,
+        flows,
+        records,
+        reloader,
     })
 }
 
 /// `guichet serve`: start, run until SIGINT or SIGTERM, then shut down gracefully.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    // TODO(integrator): start the HTTP API on `config.http.listen`, the flow loader
-    // (`config.paths.flows`), prompts (`config.paths.audio`) and the store
-    // (`config.paths.data`) here when those modules land.
+    // TODO(integrator): start the HTTP API on `config.http.listen` and the SQLite store
+    // (`config.paths.data`) here when those modules land. Flows (hot reloaded), prompts and
+    // call records (`calls.jsonl`) are started by `start`.
     let mut engine = start(config).await?;
     tokio::select! {
         _ = shutdown_signal() => {

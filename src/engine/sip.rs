@@ -26,7 +26,9 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::config::{Cidr, Config};
 use crate::engine::call::{self, CallSettings, CallStart};
+use crate::engine::flows::Flows;
 use crate::engine::media::{MediaConfig, MediaWorkers};
+use crate::engine::records::Records;
 use crate::engine::tcp::{self, ConnLimits};
 use crate::engine::{EngineError, Hooks, Snapshot, now};
 use crate::ids::CallKey;
@@ -180,15 +182,33 @@ pub struct SipTask {
     counters: Snapshot,
 }
 
+/// What call tasks use besides the config: prompts, flows, the record writer.
+#[derive(Debug)]
+pub struct CallResources {
+    pub prompts: PromptStore,
+    pub flows: Flows,
+    pub records: Records,
+}
+
 impl SipTask {
+    /// The call records and events the call tasks write to.
+    pub fn records(&self) -> Records {
+        self.call_settings.records.clone()
+    }
+
     pub fn new(
         config: Config,
         sockets: Sockets,
         shutdown: watch::Receiver<bool>,
         snapshot_tx: watch::Sender<Snapshot>,
         hooks: Hooks,
-        prompts: PromptStore,
+        resources: CallResources,
     ) -> Result<Self, EngineError> {
+        let CallResources {
+            prompts,
+            flows,
+            records,
+        } = resources;
         let local = match config.sip.advertised_address {
             Some(ip) => SocketAddr::new(ip, sockets.local.port()),
             None => sockets.local,
@@ -213,6 +233,9 @@ impl SipTask {
             answer_delay: config.sip.answer_delay.get(),
             show_numbers: config.log.show_numbers,
             panic_on_number: hooks.panic_on_number,
+            flows,
+            flow_entry: hooks.flow_entry.unwrap_or_else(|| "main".to_owned()),
+            records,
         });
         Ok(SipTask {
             endpoint,
