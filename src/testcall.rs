@@ -4,7 +4,8 @@
 //! Owns: one SIP socket (UDP, or a TCP connection) and one RTP socket. It sends INVITE with
 //! an SDP offer (PCMU, PCMA, telephone-event by default), handles 100/180/200, sends ACK
 //! (or drops it on purpose), sends silence RTP and counts the RTP it receives, and can send
-//! re-INVITE (hold with `sendonly`, resume with `sendrecv`), CANCEL, BYE, OPTIONS and any
+//! re-INVITE (hold with `sendonly`, resume with `sendrecv`), CANCEL, BYE, OPTIONS, INFO
+//! digits (`application/dtmf-relay`), RFC 4733 key presses on its RTP stream, and any
 //! out-of-dialog request. It answers the engine's BYE with 200 and re-ACKs retransmitted
 //! 2xx. Every message sent and received is recorded as a [`CallerEvent`].
 //!
@@ -27,17 +28,20 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant as TokioInstant;
 
+use crate::media::dtmf::Digit;
+use crate::media::dtmf::rfc4733::TelephoneEvent;
+use crate::media::g711::Law;
 use crate::sip::endpoint::Transport;
 use crate::sip::message::StreamFramer;
 
@@ -54,6 +58,8 @@ pub enum CallerError {
     NoDialog(&'static str),
     #[error("bad SIP URI {0:?}: expected sip:user@host[:port]")]
     BadUri(String),
+    #[error("not a DTMF key: {0:?}")]
+    BadKey(char),
 }
 
 /// A `sip:user@host[:port]` URI (the only shape the caller needs).
@@ -336,7 +342,8 @@ enum Link {
 }
 
 /// Where RTP goes and with which payload type (shared with the RTP task).
-type RtpTarget = Option<(SocketAddr, u8)>;
+/// Where RTP goes, its audio payload type and its telephone-event payload type.
+type RtpTarget = Option<(SocketAddr, u8, u8)>;
 
 /// The confirmed (or early) dialog, from our side.
 #[derive(Debug, Clone)]
@@ -373,6 +380,8 @@ pub struct TestCaller {
     rtp_received: Arc<AtomicU64>,
     rtp_sent: Arc<AtomicU64>,
     rtp_target: watch::Sender<RtpTarget>,
+    rtp_stats: Arc<Mutex<RtpStats>>,
+    keys: mpsc::UnboundedSender<Digit>,
     rtp_task: JoinHandle<()>,
     buf: Vec<u8>,
     counter: u64,
@@ -413,11 +422,17 @@ impl TestCaller {
         let rtp_received = Arc::new(AtomicU64::new(0));
         let rtp_sent = Arc::new(AtomicU64::new(0));
         let (rtp_target, target_rx) = watch::channel(None);
+        let rtp_stats = Arc::new(Mutex::new(RtpStats::default()));
+        let (keys, keys_rx) = mpsc::unbounded_channel();
         let rtp_task = tokio::spawn(rtp_loop(
             rtp,
-            Arc::clone(&rtp_received),
-            Arc::clone(&rtp_sent),
+            RtpShared {
+                received: Arc::clone(&rtp_received),
+                sent: Arc::clone(&rtp_sent),
+                stats: Arc::clone(&rtp_stats),
+            },
             target_rx,
+            keys_rx,
         ));
         let unique: u64 = rand::random();
         Ok(TestCaller {
@@ -439,6 +454,8 @@ impl TestCaller {
             rtp_received,
             rtp_sent,
             rtp_target,
+            rtp_stats,
+            keys,
             rtp_task,
             buf: vec![0u8; 65536],
             counter: 0,
@@ -457,6 +474,52 @@ impl TestCaller {
     pub fn rtp_received(&self) -> u64 {
         self.rtp_received.load(Ordering::Relaxed)
     }
+    /// What the RTP task saw of the engine's audio (voiced packets, their arrival times).
+    pub fn rtp_stats(&self) -> RtpStats {
+        self.rtp_stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Press `keys` (`0`-`9`, `*`, `#`, `A`-`D`) as RFC 4733 telephone-events on the RTP
+    /// stream, one after another (100 ms each, 60 ms apart), using the payload type the
+    /// engine answered for `telephone-event` (101 when it named none). Returns at once; the
+    /// RTP task sends them at its 20 ms pace.
+    pub fn press_rfc4733(&self, keys: &str) -> Result<(), CallerError> {
+        for c in keys.chars() {
+            let digit = Digit::from_char(c).ok_or(CallerError::BadKey(c))?;
+            let _ = self.keys.send(digit);
+        }
+        Ok(())
+    }
+
+    /// Send one key as SIP INFO (`application/dtmf-relay`, `Signal=5`). Returns the code.
+    pub async fn press_info(&mut self, key: char) -> Result<u16, CallerError> {
+        Digit::from_char(key).ok_or(CallerError::BadKey(key))?;
+        let dialog = self.dialog.clone().ok_or(CallerError::NoDialog("INFO"))?;
+        self.cseq += 1;
+        let branch = self.branch();
+        let route = route_headers(&dialog);
+        let body = format!("Signal={key}\r\nDuration=160\r\n");
+        let msg = self.request(
+            "INFO",
+            &dialog.remote_target,
+            &branch,
+            self.cseq,
+            &route,
+            Some(("application/dtmf-relay".to_string(), body.into_bytes())),
+        );
+        self.send(msg, "INFO").await?;
+        let deadline = TokioInstant::now() + self.config.response_timeout;
+        let code = self
+            .wait_response(self.cseq, "INFO", deadline)
+            .await?
+            .code()
+            .unwrap_or(0);
+        Ok(code)
+    }
+
     /// RTP packets we sent.
     pub fn rtp_sent(&self) -> u64 {
         self.rtp_sent.load(Ordering::Relaxed)
@@ -962,8 +1025,15 @@ impl TestCaller {
             .copied()
             .find(|p| *p == 0 || *p == 8)
             .unwrap_or(0);
+        // Dynamic payload types in the answer: ours only offers telephone-event there.
+        let event_pt = sdp
+            .payload_types
+            .iter()
+            .copied()
+            .find(|p| *p >= 96)
+            .unwrap_or(101);
         let target = match (self.config.send_rtp, sdp.addr) {
-            (true, Some(addr)) => Some((addr, pt)),
+            (true, Some(addr)) => Some((addr, pt, event_pt)),
             _ => None,
         };
         let _ = self.rtp_target.send(target);
@@ -1041,17 +1111,90 @@ fn response_to(req: &Msg, code: u16) -> Vec<u8> {
     m.into_bytes()
 }
 
-async fn rtp_loop(
-    socket: Arc<UdpSocket>,
+/// What the caller's RTP task observed of the engine's stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RtpStats {
+    /// G.711 packets (PT 0 or 8) received.
+    pub audio: u64,
+    /// Of those, packets with non-silent audio (some sample above 1/64 of full scale).
+    pub voiced: u64,
+    /// Arrival times of the first 10 000 voiced packets.
+    pub voiced_arrivals: Vec<TokioInstant>,
+    /// RFC 4733 key presses sent.
+    pub keys_sent: u64,
+}
+
+impl RtpStats {
+    /// Median gap between consecutive voiced packets (the pacing), if two arrived.
+    pub fn voiced_pacing(&self) -> Option<Duration> {
+        let mut gaps: Vec<Duration> = self
+            .voiced_arrivals
+            .windows(2)
+            .filter_map(|w| match w {
+                [a, b] => Some(b.duration_since(*a)),
+                _ => None,
+            })
+            .collect();
+        gaps.sort();
+        gaps.get(gaps.len() / 2).copied()
+    }
+}
+
+struct RtpShared {
     received: Arc<AtomicU64>,
     sent: Arc<AtomicU64>,
+    stats: Arc<Mutex<RtpStats>>,
+}
+
+/// A key press being sent: its RTP timestamp and the payloads left.
+struct Press {
+    timestamp: u32,
+    payloads: std::collections::VecDeque<[u8; 4]>,
+    first: bool,
+}
+
+/// Threshold for "voiced" G.711: 1/64 of full scale.
+const VOICED_LEVEL: i16 = 512;
+
+fn observe(stats: &Mutex<RtpStats>, packet: &[u8]) {
+    let pt = packet.get(1).map_or(0xFF, |b| b & 0x7F);
+    let law = match pt {
+        0 => Law::Ulaw,
+        8 => Law::Alaw,
+        _ => return,
+    };
+    // 12-byte header plus CSRCs; tests' engine sends no extension.
+    let csrc = usize::from(packet.first().map_or(0, |b| b & 0x0F));
+    let payload = packet.get(12 + 4 * csrc..).unwrap_or_default();
+    let mut pcm = Vec::with_capacity(payload.len());
+    law.decode(payload, &mut pcm);
+    let voiced = pcm
+        .iter()
+        .any(|s| s.unsigned_abs() > VOICED_LEVEL.unsigned_abs());
+    let mut st = stats.lock().unwrap_or_else(|e| e.into_inner());
+    st.audio += 1;
+    if voiced {
+        st.voiced += 1;
+        if st.voiced_arrivals.len() < 10_000 {
+            st.voiced_arrivals.push(TokioInstant::now());
+        }
+    }
+}
+
+async fn rtp_loop(
+    socket: Arc<UdpSocket>,
+    shared: RtpShared,
     target: watch::Receiver<RtpTarget>,
+    mut keys: mpsc::UnboundedReceiver<Digit>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut seq: u16 = rand::random();
     let mut ts: u32 = rand::random();
     let ssrc: u32 = rand::random();
+    let mut press: Option<Press> = None;
+    // Ticks of silence left before the next press may start (keeps presses apart).
+    let mut pause: u32 = 0;
     loop {
         tokio::select! {
             r = socket.recv_from(&mut buf) => {
@@ -1059,20 +1202,57 @@ async fn rtp_loop(
                     && n >= 12
                     && buf.first().is_some_and(|b| b >> 6 == 2)
                 {
-                    received.fetch_add(1, Ordering::Relaxed);
+                    shared.received.fetch_add(1, Ordering::Relaxed);
+                    observe(&shared.stats, buf.get(..n).unwrap_or_default());
                 }
             }
             _ = tick.tick() => {
                 let current = *target.borrow();
-                if let Some((addr, pt)) = current {
-                    let silence = if pt == 8 { 0xD5 } else { 0xFF };
-                    let mut p = vec![0x80, pt & 0x7F];
-                    p.extend_from_slice(&seq.to_be_bytes());
-                    p.extend_from_slice(&ts.to_be_bytes());
-                    p.extend_from_slice(&ssrc.to_be_bytes());
-                    p.resize(12 + 160, silence);
+                if let Some((addr, pt, event_pt)) = current {
+                    if press.is_none() && pause == 0
+                        && let Ok(digit) = keys.try_recv()
+                    {
+                        // 100 ms press, an update every 20 ms, end packet three times.
+                        let payloads = TelephoneEvent::press(digit, 10, 800, 160)
+                            .iter()
+                            .map(TelephoneEvent::to_bytes)
+                            .collect();
+                        press = Some(Press { timestamp: ts, payloads, first: true });
+                    }
+                    pause = pause.saturating_sub(1);
+                    let mut p = Vec::with_capacity(12 + 160);
+                    let event = press.as_mut().and_then(|pr| {
+                        pr.payloads.pop_front().map(|payload| {
+                            let first = std::mem::take(&mut pr.first);
+                            (pr.timestamp, payload, first)
+                        })
+                    });
+                    match event {
+                        Some((timestamp, payload, first)) => {
+                            let marker = if first { 0x80 } else { 0 };
+                            p.extend_from_slice(&[0x80, marker | (event_pt & 0x7F)]);
+                            p.extend_from_slice(&seq.to_be_bytes());
+                            p.extend_from_slice(&timestamp.to_be_bytes());
+                            p.extend_from_slice(&ssrc.to_be_bytes());
+                            p.extend_from_slice(&payload);
+                            if press.as_ref().is_some_and(|pr| pr.payloads.is_empty()) {
+                                press = None;
+                                pause = 3;
+                                let mut st = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+                                st.keys_sent += 1;
+                            }
+                        }
+                        None => {
+                            let silence = if pt == 8 { 0xD5 } else { 0xFF };
+                            p.extend_from_slice(&[0x80, pt & 0x7F]);
+                            p.extend_from_slice(&seq.to_be_bytes());
+                            p.extend_from_slice(&ts.to_be_bytes());
+                            p.extend_from_slice(&ssrc.to_be_bytes());
+                            p.resize(12 + 160, silence);
+                        }
+                    }
                     if socket.send_to(&p, addr).await.is_ok() {
-                        sent.fetch_add(1, Ordering::Relaxed);
+                        shared.sent.fetch_add(1, Ordering::Relaxed);
                     }
                     seq = seq.wrapping_add(1);
                     ts = ts.wrapping_add(160);
