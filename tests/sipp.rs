@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::{start, test_config, wait_for};
 use guichet::config::{Config, DurationValue};
+use guichet::engine::records::CallEvent;
 
 /// What one SIPp run reported.
 #[derive(Debug)]
@@ -224,6 +225,62 @@ async fn sipp_load_500_calls_at_50_cps() {
     .await;
     assert_eq!(r.exit_code, Some(0), "{}", r.output);
     assert_eq!((r.successful, r.failed), (500, 0), "{}", r.output);
+}
+
+/// Run one SIPp call with `file` and return what it reported and the digits the engine
+/// saw (its call events, captured in-process).
+async fn run_collecting_digits(file: &str) -> (SippResult, Vec<char>) {
+    let engine = start(test_config()).await;
+    let mut events = engine.call_events();
+    let target = engine.sip_addr();
+    let path = scenario(file);
+    let result = tokio::task::spawn_blocking(move || run_sipp(&path, target, "u1", &["-m", "1"]))
+        .await
+        .expect("sipp thread");
+    wait_for(&engine, "every call to end", |s| {
+        s.active_calls == 0 && s.call_tasks == 0
+    })
+    .await;
+    let mut digits = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        if let CallEvent::Digit { digit, .. } = ev {
+            digits.push(digit);
+        }
+    }
+    engine.shutdown().await;
+    (result, digits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_rfc4733_digit_from_pcap_reaches_the_engine() {
+    if !sipp_available() {
+        return;
+    }
+    let (r, digits) = run_collecting_digits("uac_dtmf_rfc4733.xml").await;
+    assert_eq!(r.exit_code, Some(0), "{}", r.output);
+    assert_eq!((r.successful, r.failed), (1, 0), "{}", r.output);
+    assert_eq!(
+        digits,
+        ['1'],
+        "the engine saw the pcap's key once: {}",
+        r.output
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_info_digit_reaches_the_engine() {
+    if !sipp_available() {
+        return;
+    }
+    let (r, digits) = run_collecting_digits("uac_dtmf_info.xml").await;
+    assert_eq!(r.exit_code, Some(0), "{}", r.output);
+    assert_eq!((r.successful, r.failed), (1, 0), "{}", r.output);
+    assert_eq!(
+        digits,
+        ['1'],
+        "the engine saw the INFO key once: {}",
+        r.output
+    );
 }
 
 #[test]
