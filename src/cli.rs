@@ -281,7 +281,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Test(paths) => {
             let (flows, audio) = paths.resolve(&cli)?;
-            Ok(crate::flow::cli::cli_test(&flows, Some(&audio)))
+            Ok(crate::flow::cli::cli_test(
+                &flows,
+                Some(&audio),
+                std::time::Instant::now(),
+            ))
         }
         Command::Simulate(args) => {
             let (flows, audio) = args.paths.resolve(&cli)?;
@@ -295,6 +299,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 args.at.as_deref(),
                 args.caller.as_deref(),
                 Some(&audio),
+                // The simulator's virtual clock starts here (the flow layer reads no clock).
+                std::time::Instant::now(),
                 &mut input,
                 &mut output,
             ))

@@ -218,7 +218,7 @@ async fn rfc4733_keys_walk_the_menu_and_the_call_is_recorded() {
     assert_eq!(rec.nodes_visited, 5);
     assert_eq!(
         rec.flow_version.as_deref(),
-        Some(engine.flows().current().version())
+        Some(engine.flows().version().as_str())
     );
 
     // The record reaches calls.jsonl (written by the writer task).

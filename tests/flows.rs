@@ -19,7 +19,7 @@ fn shipped_flows_pass_the_checker() {
 
 #[test]
 fn shipped_flow_tests_pass() {
-    let report = testing::run_flow_tests(Path::new("flows"));
+    let report = testing::run_flow_tests(Path::new("flows"), std::time::Instant::now());
     assert!(report.passed(), "{report}");
     assert!(report.results.len() >= 10, "{report}");
 }

@@ -346,7 +346,10 @@ impl CallTask {
 
     /// Create the flow run for this call on the current flow set.
     fn start_flow(&self, log: &mut CallLog) -> Option<FlowDriver> {
-        let set = self.settings.flows.current();
+        let Some(set) = self.settings.flows.current() else {
+            tracing::warn!("no flows loaded: the call stays silent");
+            return None;
+        };
         log.flow_version = Some(set.version().to_owned());
         let caller = CallerInfo {
             number: caller_number(&self.from_uri),

@@ -1,6 +1,6 @@
 //! The flow set the calls run, and its hot reload.
 //!
-//! Owns: the current `Arc<FlowSet>` in a [`watch`] channel, and the reload task that
+//! Owns: the current `Arc<FlowSet>` in a [`watch`] channel (`None` until a set loads), and the reload task that
 //! replaces it when `paths.flows` changes (a recursive `notify` watcher, debounced by
 //! [`DEBOUNCE`]) or on SIGHUP.
 //!
@@ -9,7 +9,9 @@
 //! [`Flows`], a cheap handle calls read with [`Flows::current`], and a [`FlowStatus`]
 //! watch (version, reloads done and refused, last diagnostics) for tests and dashboards.
 //!
-//! Rules: the whole set is loaded and checked; any *error* (not a warning) refuses it. A
+//! Rules: a missing flows directory starts the engine without flows (calls are kept up in
+//! silence, logged as an error); a set that does not load or check is a startup error. On
+//! reload the whole set is loaded and checked; any *error* (not a warning) refuses it. A
 //! refused set is logged diagnostic by diagnostic (`file:line:column: ...`) and the last
 //! good set keeps serving. A good set is swapped atomically and logged with its version
 //! (content hash) and `diff_summary`. A call keeps the `Arc` it started with, so an edit
@@ -20,7 +22,9 @@
 //! # async fn demo() -> Result<(), guichet::engine::flows::FlowsError> {
 //! use guichet::engine::flows::Flows;
 //! let flows = Flows::load("flows".as_ref(), "audio".as_ref()).await?;
-//! println!("flows version {}", flows.current().version());
+//! if let Some(set) = flows.current() {
+//!     println!("flows version {}", set.version());
+//! }
 //! # Ok(()) }
 //! ```
 
@@ -108,14 +112,23 @@ async fn load_blocking(dir: PathBuf, audio: PathBuf) -> Result<FlowSet, FlowsErr
 pub struct Flows {
     dir: PathBuf,
     audio: PathBuf,
-    current: watch::Receiver<Arc<FlowSet>>,
-    sender: Arc<watch::Sender<Arc<FlowSet>>>,
+    current: watch::Receiver<Option<Arc<FlowSet>>>,
+    sender: Arc<watch::Sender<Option<Arc<FlowSet>>>>,
     status: Arc<watch::Sender<FlowStatus>>,
 }
 
 impl Flows {
     /// Load and check the set at startup (a bad set is an error carrying every diagnostic).
+    /// A missing directory is not an error: calls are answered and kept up in silence
+    /// (logged loudly), until a SIGHUP after the directory appears.
     pub async fn load(dir: &Path, audio: &Path) -> Result<Flows, FlowsError> {
+        if !dir.exists() {
+            tracing::error!(
+                dir = %dir.display(),
+                "no flows directory: calls will be answered in silence (set paths.flows)"
+            );
+            return Ok(Flows::new(dir, audio, None));
+        }
         let set = load_blocking(dir.to_owned(), audio.to_owned()).await?;
         tracing::info!(
             version = %short(set.version()),
@@ -124,16 +137,19 @@ impl Flows {
             dir = %dir.display(),
             "flows loaded"
         );
-        Ok(Flows::from_set(dir, audio, set))
+        Ok(Flows::new(dir, audio, Some(set)))
     }
 
-    /// A handle on an already loaded set (tests).
-    pub fn from_set(dir: &Path, audio: &Path, set: FlowSet) -> Flows {
+    /// A handle on an already loaded set, or on none yet.
+    pub fn new(dir: &Path, audio: &Path, set: Option<FlowSet>) -> Flows {
         let status = FlowStatus {
-            version: set.version().to_owned(),
+            version: set
+                .as_ref()
+                .map(|s| s.version().to_owned())
+                .unwrap_or_default(),
             ..FlowStatus::default()
         };
-        let (tx, rx) = watch::channel(Arc::new(set));
+        let (tx, rx) = watch::channel(set.map(Arc::new));
         let (status_tx, _) = watch::channel(status);
         Flows {
             dir: dir.to_owned(),
@@ -144,13 +160,20 @@ impl Flows {
         }
     }
 
-    /// The set new calls start on.
-    pub fn current(&self) -> Arc<FlowSet> {
-        Arc::clone(&self.current.borrow())
+    /// The set new calls start on (`None`: no flows directory at startup).
+    pub fn current(&self) -> Option<Arc<FlowSet>> {
+        self.current.borrow().clone()
+    }
+
+    /// Version of the current set (empty without one).
+    pub fn version(&self) -> String {
+        self.current()
+            .map(|s| s.version().to_owned())
+            .unwrap_or_default()
     }
 
     /// A receiver that sees every swap.
-    pub fn watch(&self) -> watch::Receiver<Arc<FlowSet>> {
+    pub fn watch(&self) -> watch::Receiver<Option<Arc<FlowSet>>> {
         self.current.clone()
     }
 
@@ -164,16 +187,20 @@ impl Flows {
         match load_blocking(self.dir.clone(), self.audio.clone()).await {
             Ok(set) => {
                 let old = self.current();
-                if old.version() == set.version() {
+                if old.as_ref().is_some_and(|o| o.version() == set.version()) {
                     tracing::debug!(version = %short(set.version()), "flows unchanged");
                     return Ok(());
                 }
-                let diff = diff_summary(&old, &set);
+                let diff = match &old {
+                    Some(o) => diff_summary(o, &set),
+                    None => vec!["+ every flow".to_owned()],
+                };
+                let previous = self.version();
                 let version = set.version().to_owned();
-                self.sender.send_replace(Arc::new(set));
+                self.sender.send_replace(Some(Arc::new(set)));
                 tracing::info!(
                     version = %short(&version),
-                    previous = %short(old.version()),
+                    previous = %short(&previous),
                     changes = %diff.join("; "),
                     "flows reloaded"
                 );
@@ -189,7 +216,7 @@ impl Flows {
                 }
                 tracing::warn!(
                     errors = diags.len(),
-                    version = %short(self.current().version()),
+                    version = %short(&self.version()),
                     "flow set refused: the last good version keeps serving"
                 );
                 self.status.send_modify(|s| {
@@ -291,4 +318,20 @@ async fn reload_task(flows: Flows, mut shutdown: watch::Receiver<bool>) {
         }
     }
     drop(watcher);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_directory_gives_an_empty_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let flows = Flows::load(&dir.path().join("none"), dir.path())
+            .await
+            .unwrap();
+        assert!(flows.current().is_none());
+        assert!(flows.reload().await.is_err(), "still missing: refused");
+        assert_eq!(flows.status().borrow().refused, 1);
+    }
 }

@@ -79,8 +79,8 @@ pub fn cli_check(dir: &Path, audio_dir: Option<&Path>) -> ExitCode {
 }
 
 /// `guichet flows test [--audio DIR]`: run `flows/tests/*.yaml`.
-pub fn cli_test(dir: &Path, audio_dir: Option<&Path>) -> ExitCode {
-    let report = testing::run_flow_tests_with(dir, audio_dir);
+pub fn cli_test(dir: &Path, audio_dir: Option<&Path>, origin: Instant) -> ExitCode {
+    let report = testing::run_flow_tests_with(dir, audio_dir, origin);
     print!("{report}");
     if report.passed() {
         ExitCode::SUCCESS
@@ -147,6 +147,7 @@ pub fn cli_simulate(
     at: Option<&str>,
     caller: Option<&str>,
     audio_dir: Option<&Path>,
+    origin: Instant,
     input: &mut dyn BufRead,
     output: &mut dyn Write,
 ) -> ExitCode {
@@ -180,7 +181,7 @@ pub fn cli_simulate(
             caller,
             ..SimOptions::default()
         };
-        return match simulate_with(&set, entry, &keys, at, &opts) {
+        return match simulate_with(&set, entry, &keys, at, origin, &opts) {
             Ok(t) => {
                 let _ = write!(output, "{t}");
                 ExitCode::SUCCESS
@@ -191,7 +192,7 @@ pub fn cli_simulate(
             }
         };
     }
-    interactive(&set, entry, caller, at, audio_dir, input, output)
+    interactive(&set, entry, caller, at, origin, audio_dir, input, output)
 }
 
 /// Play what the run asks to the end (printing it) and answer its actions with "no adviser
@@ -240,18 +241,19 @@ fn play_out(
     now
 }
 
+#[allow(clippy::too_many_arguments)]
 fn interactive(
     set: &Arc<FlowSet>,
     entry: &str,
     caller: CallerInfo,
     at: jiff::ZonedDateTime,
+    origin: Instant,
     audio_dir: Option<&Path>,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> ExitCode {
     let times = PromptTimes::new(set, audio_dir);
-    // Virtual time from one origin; only durations are added to it.
-    let origin = Instant::now();
+    // Virtual time from the caller's origin; only durations are added to it.
     let mut run = match FlowRun::new(set.clone(), entry, caller, origin, at) {
         Ok(r) => r,
         Err(e) => {
@@ -323,7 +325,17 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
         let mut input = std::io::Cursor::new("2\n\n1\n0\n");
         let mut out = Vec::new();
-        let code = cli_simulate(&dir, "main", None, None, None, None, &mut input, &mut out);
+        let code = cli_simulate(
+            &dir,
+            "main",
+            None,
+            None,
+            None,
+            None,
+            Instant::now(),
+            &mut input,
+            &mut out,
+        );
         assert_eq!(code, ExitCode::SUCCESS);
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("« trente-deux »"), "{text}");
@@ -342,6 +354,7 @@ mod tests {
             Some("2026-12-07T11:00"),
             None,
             None,
+            Instant::now(),
             &mut std::io::empty(),
             &mut out,
         );

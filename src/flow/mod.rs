@@ -23,7 +23,8 @@
 //! let set = Arc::new(FlowSet::load(Path::new("flows")).map_err(|d| d.len()).unwrap());
 //! assert!(!check::check(&set, None).has_errors());
 //! let at = jiff::civil::date(2026, 12, 7).at(10, 0, 0, 0).in_tz("Europe/Paris").unwrap();
-//! println!("{}", simulate::simulate(&set, "main", &[(None, '2')], at));
+//! let origin = std::time::Instant::now(); // virtual time starts here
+//! println!("{}", simulate::simulate(&set, "main", &[(None, '2')], at, origin));
 //! ```
 
 pub mod calendar;

@@ -17,7 +17,8 @@
 //!             prompts: { bye: \"Au revoir.\" }\nnodes:\n  bye:\n    hangup: { prompts: [bye] }\n";
 //! let set = Arc::new(FlowSet::from_texts(&[("main", yaml)]).unwrap());
 //! let at = jiff::civil::date(2026, 12, 7).at(10, 0, 0, 0).in_tz("Europe/Paris").unwrap();
-//! let t = simulate(&set, "main", &[], at);
+//! let origin = std::time::Instant::now(); // the caller's clock: virtual time starts here
+//! let t = simulate(&set, "main", &[], at, origin);
 //! assert!(t.heard_text().contains("Au revoir."));
 //! ```
 
@@ -210,13 +211,15 @@ pub fn parse_at(s: &str) -> Result<jiff::ZonedDateTime, String> {
 }
 
 /// Simulate a call with default options; an unknown entry gives an empty transcript.
+/// `origin` is the virtual clock's start (any instant: only durations are added to it).
 pub fn simulate(
     set: &Arc<FlowSet>,
     entry: &str,
     keys: &[(Option<Duration>, char)],
     at: jiff::ZonedDateTime,
+    origin: Instant,
 ) -> Transcript {
-    simulate_with(set, entry, keys, at, &SimOptions::default()).unwrap_or_default()
+    simulate_with(set, entry, keys, at, origin, &SimOptions::default()).unwrap_or_default()
 }
 
 struct Playback {
@@ -249,18 +252,18 @@ impl Playback {
     }
 }
 
-/// Simulate a call.
+/// Simulate a call. `origin` is the virtual clock's start, given by the caller (the CLI
+/// reads the clock; tests pass any instant): every later instant is the origin plus a
+/// simulated duration, so the simulator never reads a clock.
 pub fn simulate_with(
     set: &Arc<FlowSet>,
     entry: &str,
     keys: &[(Option<Duration>, char)],
     at: jiff::ZonedDateTime,
+    origin: Instant,
     opts: &SimOptions,
 ) -> Result<Transcript, InterpError> {
     let times = PromptTimes::new(set, opts.audio_dir.as_deref());
-    // Virtual time: one real instant as the origin, never read again; every later instant
-    // is the origin plus a simulated duration.
-    let origin = Instant::now();
     let mut run = FlowRun::new(set.clone(), entry, opts.caller.clone(), origin, at)?;
     let mut lines = Vec::new();
     let mut now = Duration::ZERO;
@@ -466,7 +469,7 @@ nodes:
     #[test]
     fn silent_caller_reaches_queue_then_closed_message() {
         let set = Arc::new(FlowSet::from_texts(&[("main", FLOW)]).unwrap());
-        let t = simulate(&set, "main", &[], at());
+        let t = simulate(&set, "main", &[], at(), Instant::now());
         let (q_at, q) = t.queue_reached().unwrap();
         assert_eq!(q, "accueil");
         // Menu (two prompts) + 6 s, three times (default 2 retries).
@@ -489,6 +492,7 @@ nodes:
             "main",
             &[(None, '1'), (Some(Duration::from_millis(500)), '0')],
             at(),
+            Instant::now(),
         );
         let text = t.heard_text();
         assert!(text.contains("La déclaration"), "{t}");
@@ -509,7 +513,7 @@ nodes:
             queue_answer: QueueResult::Connected,
             ..SimOptions::default()
         };
-        let t = simulate_with(&set, "main", &[(None, '0')], at(), &opts).unwrap();
+        let t = simulate_with(&set, "main", &[(None, '0')], at(), Instant::now(), &opts).unwrap();
         assert_eq!(
             t.ending().map(|(_, e)| e),
             Some(Ending::Finished(EndReason::Connected))
@@ -540,7 +544,7 @@ nodes:
             #[test]
             fn every_key_sequence_has_a_way_out(keys in proptest::collection::vec(key(), 0..14)) {
                 let set = shipped();
-                let t = simulate(&set, "main", &keys, at());
+                let t = simulate(&set, "main", &keys, at(), Instant::now());
                 let ending = t.ending();
                 prop_assert!(
                     matches!(ending, Some((_, Ending::Finished(r))) if r != EndReason::Stuck),

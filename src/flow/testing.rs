@@ -19,7 +19,8 @@
 //! ```
 //!
 //! ```no_run
-//! let report = guichet::flow::testing::run_flow_tests(std::path::Path::new("flows"));
+//! let origin = std::time::Instant::now(); // virtual time starts here (the caller's clock)
+//! let report = guichet::flow::testing::run_flow_tests(std::path::Path::new("flows"), origin);
 //! print!("{report}");
 //! assert!(report.passed());
 //! ```
@@ -28,6 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -169,13 +171,14 @@ fn default_at() -> jiff::ZonedDateTime {
         .unwrap_or_default()
 }
 
-/// Run every test file under `dir/tests/` against the flows of `dir`.
-pub fn run_flow_tests(dir: &Path) -> Report {
-    run_flow_tests_with(dir, None)
+/// Run every test file under `dir/tests/` against the flows of `dir`, in virtual time
+/// starting at `origin` (any instant; the caller reads the clock, this module never does).
+pub fn run_flow_tests(dir: &Path, origin: Instant) -> Report {
+    run_flow_tests_with(dir, None, origin)
 }
 
 /// Same, with recordings from `audio_dir` for durations.
-pub fn run_flow_tests_with(dir: &Path, audio_dir: Option<&Path>) -> Report {
+pub fn run_flow_tests_with(dir: &Path, audio_dir: Option<&Path>, origin: Instant) -> Report {
     let mut report = Report::default();
     let set = match FlowSet::load(dir) {
         Ok(s) => Arc::new(s),
@@ -206,7 +209,7 @@ pub fn run_flow_tests_with(dir: &Path, audio_dir: Option<&Path>) -> Report {
                     let loc = Loc::of(&t.referenced);
                     report
                         .results
-                        .push(run_one(&set, &path, loc.line, &t.value, audio_dir));
+                        .push(run_one(&set, &path, loc.line, &t.value, audio_dir, origin));
                 }
             }
             Err(e) => {
@@ -237,6 +240,7 @@ fn run_one(
     line: u32,
     t: &RawTest,
     audio: Option<&Path>,
+    origin: Instant,
 ) -> TestResult {
     let mut failures = Vec::new();
     let at = match &t.at {
@@ -284,7 +288,7 @@ fn run_one(
         ..SimOptions::default()
     };
     let entry = t.entry.as_deref().unwrap_or("main");
-    let transcript = match simulate_with(set, entry, &keys, at, &opts) {
+    let transcript = match simulate_with(set, entry, &keys, at, origin, &opts) {
         Ok(tr) => tr,
         Err(e) => {
             failures.push(e.to_string());
@@ -427,7 +431,7 @@ tests:
 "#,
         )
         .unwrap();
-        let r = run_flow_tests(dir.path());
+        let r = run_flow_tests(dir.path(), Instant::now());
         assert!(r.errors.is_empty(), "{r}");
         assert_eq!(r.results.len(), 2);
         assert!(r.results[0].failures.is_empty(), "{r}");
