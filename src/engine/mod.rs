@@ -2,11 +2,14 @@
 //! The only module that does IO (with `cli`, `main` and the test caller).
 //!
 //! Owns: starting everything from a [`Config`] ([`start`]), the SIP endpoint task
-//! ([`sip`]), one task per TCP connection ([`tcp`]), one task per call ([`call`]), the
-//! media workers ([`media`]: RTP ports, pacing, playback, DTMF), and graceful shutdown.
+//! ([`sip`]), one task per TCP connection ([`tcp`]), one task per call ([`call`], which
+//! runs the flows), the media workers ([`media`]: RTP ports, pacing, playback, DTMF), the
+//! flow set and its hot reload ([`flows`]), call records and live call events
+//! ([`records`]), and graceful shutdown.
 //!
 //! Input: a validated [`Config`]. Output: a running engine behind an [`EngineHandle`]
-//! (its bound SIP address, a live [`Snapshot`] of counters, and `shutdown`).
+//! (its bound SIP address, a live [`Snapshot`] of counters, the flows, call events, and
+//! `shutdown`). A flow set with errors is a startup error ([`EngineError::Flows`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), guichet::engine::EngineError> {
