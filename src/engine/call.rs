@@ -23,6 +23,7 @@
 //! the call ends with one `call_record` event, also appended to `calls.jsonl`
 //! ([`crate::engine::records`]).
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -227,6 +228,8 @@ impl CallTask {
     async fn call_loop(&mut self, media: &mut MediaState, log: &mut CallLog) -> Option<EndReason> {
         let mut flow: Option<FlowDriver> = None;
         let mut flow_tried = false;
+        // Notices read ahead (see the digit case).
+        let mut backlog: VecDeque<MediaNotice> = VecDeque::new();
         loop {
             if !flow_tried
                 && let MediaState::Running(m) = media
@@ -239,6 +242,9 @@ impl CallTask {
                 }
             }
             let notice = async {
+                if let Some(n) = backlog.pop_front() {
+                    return Some(n);
+                }
                 match media {
                     MediaState::Running(m) => m.next_notice().await,
                     _ => std::future::pending().await,
@@ -252,7 +258,7 @@ impl CallTask {
                 }
             };
             // What the flow must be told after the select (media borrowed inside it).
-            let mut input: Option<Input> = None;
+            let mut inputs: Vec<Input> = Vec::new();
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(Event::Answered { session, .. }) => {
@@ -305,12 +311,30 @@ impl CallTask {
                             digit: key,
                         });
                         if let Some(f) = flow.as_mut() {
-                            input = f.on_digit(key);
+                            // On barge-in the worker sends the key, then the end of the
+                            // playlist, back to back. Give the flow the end first: taken
+                            // after the key, it could pass for the end of a prompt the
+                            // key itself started.
+                            if let MediaState::Running(m) = media {
+                                let mut next = m.try_notice();
+                                if next.is_none() {
+                                    tokio::task::yield_now().await;
+                                    next = m.try_notice();
+                                }
+                                match next {
+                                    Some(MediaNotice::PlaybackFinished) => {
+                                        inputs.push(f.on_playback_finished());
+                                    }
+                                    Some(other) => backlog.push_back(other),
+                                    None => {}
+                                }
+                            }
+                            inputs.extend(f.on_digit(key));
                         }
                     }
                     Some(MediaNotice::PlaybackFinished) => {
                         if let Some(f) = flow.as_mut() {
-                            input = Some(f.on_playback_finished());
+                            inputs.push(f.on_playback_finished());
                         }
                     }
                     Some(MediaNotice::Quality(q)) => {
@@ -332,14 +356,15 @@ impl CallTask {
                         }
                     }
                 },
-                _ = timeout => input = Some(Input::Timeout(now())),
+                _ = timeout => inputs.push(Input::Timeout(now())),
             }
-            if let Some(input) = input
-                && let Some(f) = flow.as_mut()
+            if let Some(f) = flow.as_mut()
                 && let MediaState::Running(m) = media
             {
-                f.run.handle_input(input);
-                f.drain(m, self, log).await;
+                for input in inputs {
+                    f.run.handle_input(input);
+                    f.drain(m, self, log).await;
+                }
             }
         }
     }

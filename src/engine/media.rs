@@ -1207,14 +1207,11 @@ impl CallState {
                 && playback.finished()
             {
                 self.playback = None;
-                // End of playlist first, then the key: the call's flow run sees the prompt
-                // end before the key, so this notice can never be taken for the end of a
-                // prompt the key itself started.
-                self.notify(MediaNotice::PlaybackFinished);
                 self.notify(MediaNotice::Digit {
                     digit: ev.digit,
                     source: ev.source,
                 });
+                self.notify(MediaNotice::PlaybackFinished);
                 continue;
             }
             self.notify(MediaNotice::Digit {
