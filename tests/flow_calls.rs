@@ -190,8 +190,17 @@ async fn rfc4733_keys_walk_the_menu_and_the_call_is_recorded() {
     caller.idle(Duration::from_millis(200)).await.unwrap();
     seen.extend(events_until(&mut events, &id, entered("impots")).await);
     seen.extend(events_until(&mut events, &id, entered("menu")).await);
+    // Pressed while the menu prompt plays: the key barges in, and the goodbye prompts of
+    // `caf` (200 + 200 ms) still play in full before the BYE.
     caller.press_rfc4733("2").unwrap();
+    seen.extend(events_until(&mut events, &id, entered("caf")).await);
+    let voiced_at_caf = caller.rtp_stats().voiced;
     wait_bye(&mut caller).await;
+    let goodbye = caller.rtp_stats().voiced - voiced_at_caf;
+    assert!(
+        goodbye >= 15,
+        "the goodbye is heard before the BYE: {goodbye} packets"
+    );
     seen.extend(events_until(&mut events, &id, |e| matches!(e, CallEvent::Ended(_))).await);
 
     assert_eq!(
