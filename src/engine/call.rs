@@ -642,3 +642,44 @@ fn play_known(media: &CallMedia, mut ids: Vec<String>, interruptible: bool) -> b
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_numbers_come_from_the_from_uri() {
+        assert_eq!(
+            caller_number("\"x\" <sip:0612345678@10.0.0.1>;tag=1").as_deref(),
+            Some("0612345678")
+        );
+        assert_eq!(
+            caller_number("<sip:+33160000000@h;user=phone>").as_deref(),
+            Some("+33160000000")
+        );
+        assert_eq!(
+            caller_number("tel:0160000000").as_deref(),
+            Some("0160000000")
+        );
+        assert_eq!(caller_number("<sip:anonymous@anonymous.invalid>"), None);
+        assert_eq!(caller_number("garbage"), None);
+    }
+
+    #[test]
+    fn end_reasons_have_snake_case_names() {
+        assert_eq!(end_reason_name(EndReason::RemoteBye), "remote_bye");
+        assert_eq!(end_reason_name(EndReason::AckTimeout), "ack_timeout");
+    }
+
+    #[test]
+    fn the_system_prompt_is_shipped() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("audio")
+            .join(format!("{UNAVAILABLE_PROMPT}.wav"));
+        assert!(
+            path.is_file(),
+            "{} is rendered and committed",
+            path.display()
+        );
+    }
+}
