@@ -160,3 +160,26 @@ async fn refused_calls_are_failures_by_code() {
     // Each 486 was ACKed by the INVITE client transaction.
     assert_eq!(uas.invites.load(Ordering::Relaxed), 5);
 }
+
+/// Not a test: runs `guichet load` with the arguments in `GUICHET_LOAD_ARGS` (for
+/// `bench/run.sh` until the binary has a `load` subcommand), e.g.
+/// `GUICHET_LOAD_ARGS="--calls 500 --rate 250 --hold 20" cargo test --release --test loadgen -- --ignored --nocapture load_from_env`.
+#[test]
+#[ignore]
+fn load_from_env() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Load {
+        #[command(flatten)]
+        args: guichet::loadgen::LoadArgs,
+    }
+    let line = std::env::var("GUICHET_LOAD_ARGS").unwrap_or_default();
+    let argv = std::iter::once("load".to_owned()).chain(line.split_whitespace().map(str::to_owned));
+    let load = Load::parse_from(argv);
+    let code = guichet::loadgen::cli_load(load.args);
+    assert_eq!(
+        code,
+        std::process::ExitCode::SUCCESS,
+        "the run missed the quality bar (see the report)"
+    );
+}

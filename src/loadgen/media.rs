@@ -111,16 +111,33 @@ fn audio_frames() -> Vec<[u8; 160]> {
         .collect()
 }
 
+/// Kernel buffer asked for on every load-tool socket (capped by net.core.rmem_max /
+/// wmem_max): one socket carries thousands of calls, and a short stall of the load tool
+/// must not overflow its receive buffer and count as loss against the engine.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A non-blocking tokio UDP socket bound to `addr` with [`SOCKET_BUFFER`]-sized buffers.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps the sizes at its maxima.
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
+
 /// Bind an RTP socket on an even port of `ip` with its RTCP socket on the next port.
 pub async fn bind_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
     let mut last_err = None;
     for _ in 0..64 {
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let rtp = bind_udp(SocketAddr::new(ip, 0))?;
         let port = rtp.local_addr()?.port();
         if port % 2 != 0 || port == u16::MAX {
             continue;
         }
-        match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+        match bind_udp(SocketAddr::new(ip, port + 1)) {
             Ok(rtcp) => return Ok((rtp, rtcp)),
             Err(e) => last_err = Some(e),
         }

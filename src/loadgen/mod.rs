@@ -43,7 +43,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 pub use cli::{LoadArgs, cli_load};
@@ -176,9 +175,8 @@ async fn run_inner(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
         ip: cfg.local_ip,
         source,
     };
-    let sip_sock = UdpSocket::bind(SocketAddr::new(cfg.local_ip, 0))
-        .await
-        .map_err(|e| bind_err("SIP", e))?;
+    let sip_sock =
+        media::bind_udp(SocketAddr::new(cfg.local_ip, 0)).map_err(|e| bind_err("SIP", e))?;
     let mut media_tx = Vec::new();
     let mut media_local = Vec::new();
     let mut media_tasks = Vec::new();
