@@ -16,7 +16,11 @@ use tokio::net::UdpSocket;
 #[derive(Clone, Copy)]
 enum Behaviour {
     Answer,
+    /// Answer, then hang up with our own BYE after this long.
+    AnswerThenBye(Duration),
     Refuse(u16),
+    /// Never answer (not even 100 Trying).
+    Silent,
 }
 
 #[derive(Default)]
@@ -25,11 +29,12 @@ struct UasCounters {
     byes: AtomicU64,
     acks: AtomicU64,
     echoed: AtomicU64,
+    responses: AtomicU64,
 }
 
 /// Start the fake UAS on a free loopback port.
 async fn fake_uas(behaviour: Behaviour) -> (SocketAddr, Arc<UasCounters>) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let addr = sock.local_addr().unwrap();
     let counters = Arc::new(UasCounters::default());
     let c = counters.clone();
@@ -40,8 +45,13 @@ async fn fake_uas(behaviour: Behaviour) -> (SocketAddr, Arc<UasCounters>) {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else {
                 return;
             };
-            let Incoming::Request(req) = read_datagram(&buf[..n]) else {
-                continue;
+            let req = match read_datagram(&buf[..n]) {
+                Incoming::Request(req) => req,
+                Incoming::Response(_) => {
+                    c.responses.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                _ => continue,
             };
             let call_id = guichet::sip::headers::call_id(&req.headers)
                 .unwrap_or_default()
@@ -49,6 +59,9 @@ async fn fake_uas(behaviour: Behaviour) -> (SocketAddr, Arc<UasCounters>) {
             match req.method {
                 Method::Invite => {
                     c.invites.fetch_add(1, Ordering::Relaxed);
+                    if let Behaviour::Silent = behaviour {
+                        continue;
+                    }
                     if let Behaviour::Refuse(code) = behaviour {
                         let resp = build_response(&req, code, Some("uas"), vec![], None);
                         let _ = sock.send_to(&resp.to_bytes(), from).await;
@@ -86,7 +99,28 @@ async fn fake_uas(behaviour: Behaviour) -> (SocketAddr, Arc<UasCounters>) {
                     );
                     let bytes = resp.to_bytes();
                     let _ = sock.send_to(&bytes, from).await;
-                    answered.insert(call_id, bytes);
+                    answered.insert(call_id.clone(), bytes);
+                    if let Behaviour::AnswerThenBye(after) = behaviour {
+                        let header = |n: &str| {
+                            guichet::sip::headers::first(&req.headers, n)
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        let bye = format!(
+                            "BYE {} SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bKuasbye{}\r\n\
+                             Max-Forwards: 70\r\nFrom: {};tag=uas\r\nTo: {}\r\nCall-ID: {call_id}\r\n\
+                             CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+                            guichet::sip::headers::uri_of(&header("Contact")),
+                            call_id.len(),
+                            header("To"),
+                            header("From"),
+                        );
+                        let sock = sock.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            let _ = sock.send_to(bye.as_bytes(), from).await;
+                        });
+                    }
                 }
                 Method::Bye => {
                     c.byes.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +193,35 @@ async fn refused_calls_are_failures_by_code() {
     assert!(report.misses.iter().any(|m| m.contains("not answered")));
     // Each 486 was ACKed by the INVITE client transaction.
     assert_eq!(uas.invites.load(Ordering::Relaxed), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_calls_time_out_as_408() {
+    let (target, uas) = fake_uas(Behaviour::Silent).await;
+    let mut cfg = config(target);
+    cfg.calls = 3;
+    cfg.timers.t1 = Duration::from_millis(10); // Timer B = 640 ms
+    let report = run(cfg).await;
+    assert_eq!(report.sip.failed_by_code.get(&408), Some(&3));
+    assert_eq!(report.sip.answered, 0);
+    // INVITE retransmitted on Timer A (10, 20, 40... ms) until Timer B.
+    assert!(uas.invites.load(Ordering::Relaxed) > 3 * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_hang_up_is_answered_and_counted() {
+    let (target, uas) = fake_uas(Behaviour::AnswerThenBye(Duration::from_millis(300))).await;
+    let mut cfg = config(target);
+    cfg.calls = 4;
+    cfg.hold = Duration::from_secs(5);
+    let report = run(cfg).await;
+    assert_eq!(report.sip.answered, 4);
+    assert_eq!(report.sip.remote_hangups, 4);
+    assert_eq!(report.sip.bye_sent, 0);
+    assert_eq!(report.media.calls_measured, 4);
+    // Each of our BYE answers reached the UAS; the run ended long before the hold time.
+    assert_eq!(uas.responses.load(Ordering::Relaxed), 4);
+    assert!(report.elapsed_s < 3.0, "{}", report.elapsed_s);
 }
 
 /// Not a test: runs `guichet load` with the arguments in `GUICHET_LOAD_ARGS` (for

@@ -86,6 +86,8 @@ pub struct LoadConfig {
     pub rtp_tasks: usize,
     /// The engine's PID, to sample its CPU time and memory from /proc.
     pub engine_pid: Option<u32>,
+    /// SIP timers of our transactions (RFC 3261 defaults; tests shorten T1).
+    pub timers: crate::sip::endpoint::Timers,
 }
 
 impl LoadConfig {
@@ -105,6 +107,7 @@ impl LoadConfig {
             keys: Vec::new(),
             rtp_tasks: 2,
             engine_pid: None,
+            timers: crate::sip::endpoint::Timers::default(),
         }
     }
 }

@@ -125,8 +125,8 @@ pub async fn run_sip(
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / cfg.rate.max(0.001));
     let last_start = start + interval.mul_f64(f64::from(cfg.calls.saturating_sub(1)));
-    // Timer B (32 s) + hold + BYE's Timer F (32 s) + slack bounds the run.
-    let give_up = last_start + cfg.hold + Duration::from_secs(70);
+    // Timer B + hold + BYE's Timer F (64 * T1 each) + slack bounds the run.
+    let give_up = last_start + cfg.hold + cfg.timers.clamped().t1 * 128 + Duration::from_secs(5);
     let mut buf = vec![0u8; 65536];
     let mut placed: u32 = 0;
 
@@ -268,7 +268,7 @@ impl Uac<'_> {
     }
 
     fn timers(&self) -> Timers {
-        Timers::default()
+        self.cfg.timers
     }
 
     fn push_ended(&mut self, _id: u32, call_id: String, from_tag: String, now: Instant) {
@@ -331,7 +331,7 @@ impl Uac<'_> {
             now,
             self.peer,
             Bytes::from(text.into_bytes()),
-            Timers::default(),
+            self.cfg.timers,
         ));
         self.totals.bye_sent += 1;
         self.stop_media(id);
