@@ -22,3 +22,4 @@ pub mod loadgen;
 pub mod media;
 pub mod sdp;
 pub mod sip;
+pub mod testcall;

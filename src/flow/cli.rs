@@ -326,7 +326,7 @@ mod tests {
         let code = cli_simulate(&dir, "main", None, None, None, None, &mut input, &mut out);
         assert_eq!(code, ExitCode::SUCCESS);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("32 30"), "{text}");
+        assert!(text.contains("« trente-deux »"), "{text}");
         assert!(text.contains("silence"), "{text}");
         assert!(text.contains("file d'attente accueil"), "{text}");
     }
@@ -347,7 +347,10 @@ mod tests {
         );
         assert_eq!(code, ExitCode::SUCCESS);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("39 49"), "{text}");
+        assert!(
+            text.contains("« trente-neuf »") && text.contains("« quarante-neuf »"),
+            "{text}"
+        );
         assert!(text.contains("Enqueue"), "{text}");
     }
 }

@@ -35,6 +35,7 @@ pub mod interp;
 pub mod ir;
 pub mod load;
 pub mod model;
+pub mod prompts;
 pub mod say;
 pub mod schema;
 pub mod simulate;
