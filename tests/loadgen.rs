@@ -246,3 +246,32 @@ fn load_from_env() {
         "the run missed the quality bar (see the report)"
     );
 }
+/// The in-process engine on free ports (as the engine's own tests start it).
+async fn start_engine() -> guichet::engine::EngineHandle {
+    let mut c = guichet::config::Config::default();
+    c.sip.listen = "127.0.0.1:0".parse().unwrap();
+    let first = 40000 + (std::process::id() % 50) as u16 * 200;
+    c.rtp.ports = guichet::config::PortRange::new(first, first + 199).unwrap();
+    c.limits.rate_per_source = 1000.0;
+    c.limits.rate_burst = 1000;
+    c.limits.shutdown_grace = guichet::config::DurationValue(Duration::from_secs(2));
+    guichet::engine::start(c).await.expect("engine starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_calls_against_the_engine_all_answered_with_audio() {
+    let engine = start_engine().await;
+    let mut cfg = config(engine.sip_addr());
+    cfg.keys = parse_keys("700ms:1").unwrap();
+    let report = run(cfg).await;
+    println!("{}", report.table());
+    assert_eq!(report.error, None);
+    assert_eq!(report.sip.attempted, 20);
+    assert_eq!(report.sip.answered, 20, "{:?}", report.sip.failed_by_code);
+    assert_eq!(report.sip.failed, 0);
+    assert_eq!(report.sip.bye_failed, 0);
+    assert_eq!(report.media.calls_measured, 20);
+    assert_eq!(report.media.calls_without_audio, 0);
+    assert!(report.media.min_packets_per_call > 0);
+    engine.shutdown().await;
+}
