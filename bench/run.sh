@@ -6,22 +6,22 @@
 #
 #   bench/run.sh                      # both series with the defaults below
 #   CONCURRENT="500 1000" RATES="" bench/run.sh
-#   PERF=1 bench/run.sh               # also a `perf record` of the engine in the first step
+#   PERF_STEP=concurrent-2000 bench/run.sh   # also a `perf record` of the engine in that step
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 SIP=${SIP:-127.0.0.1:5060}
 USER_PART=${USER_PART:-1000}
-CONCURRENT=${CONCURRENT:-"500 1000 2000 3000"}
+CONCURRENT=${CONCURRENT-"500 1000 2000 3000"}
 RAMP=${RAMP:-500}           # calls/s used to reach N concurrent calls
 HOLD_CONC=${HOLD_CONC:-20}  # seconds each call of the concurrency series lasts
-RATES=${RATES:-"100 250 500 1000"}
+RATES=${RATES-"100 250 500 1000"}
 RATE_SECS=${RATE_SECS:-10}  # seconds of new calls in the rate series
 HOLD_RATE=${HOLD_RATE:-3}   # seconds each call of the rate series lasts
 RTP_TASKS=${RTP_TASKS:-2}
 LOAD_THREADS=${LOAD_THREADS:-1}
-PERF=${PERF:-0}
+PERF_STEP=${PERF_STEP:-}
 mkdir -p "$OUT"
 
 cargo build --release --bin guichet
@@ -56,10 +56,9 @@ step() { # name, then load arguments
     local name=$1; shift
     start_engine "$name"
     local perf_pid=
-    if [ "$PERF" = 1 ]; then
+    if [ "$PERF_STEP" = "$name" ]; then
         perf record -F 499 -g -p "$ENGINE" -o "$OUT/perf-$name.data" 2>/dev/null &
         perf_pid=$!
-        PERF=0
     fi
     echo "== $name: $*  (date $(date -u +%H:%M:%S), load average $(cut -d' ' -f1-3 /proc/loadavg))"
     load --target "$SIP" --user "$USER_PART" --engine-pid "$ENGINE" --rtp-tasks "$RTP_TASKS" \
@@ -67,7 +66,7 @@ step() { # name, then load arguments
     if [ -n "$perf_pid" ]; then
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
-        perf report -i "$OUT/perf-$name.data" --no-children --percent-limit 1.5 --stdio \
+        perf report -i "$OUT/perf-$name.data" --no-children --percent-limit 1 --stdio -g none \
             >"$OUT/perf-$name.txt" 2>/dev/null || true
     fi
     stop_engine
