@@ -68,6 +68,9 @@ pub enum Command {
     /// Prompt audio tools.
     #[command(subcommand)]
     Prompts(PromptsCommand),
+    /// Load generator for the capacity benchmark (see bench/README.md): places many
+    /// two-way calls and measures pacing, loss, setup time and the engine's CPU and memory.
+    Load(crate::loadgen::LoadArgs),
 }
 
 /// Where the flows and prompts are (defaults: `paths.flows`, `paths.audio`).
@@ -303,6 +306,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(crate::flow::cli::cli_graph(&flows, format))
         }
         Command::Schema => Ok(crate::flow::cli::cli_schema()),
+        Command::Load(args) => Ok(crate::loadgen::cli_load(args.clone())),
         Command::Prompts(PromptsCommand::Render(args)) => {
             let (flows, audio) = args.paths.resolve(&cli)?;
             render_prompts(&flows, &audio, args)
