@@ -56,11 +56,11 @@ pub enum Command {
     Call(CallArgs),
     /// Check the voice-menu flows: every problem with file:line:column, then the
     /// time-to-person report. Exit status 1 on errors.
-    Check(FlowArgs),
+    Check(DirArgs),
     /// Simulate a call through the flows, with scripted keys or interactively.
     Simulate(SimulateArgs),
     /// Run the flow tests (YAML scripts with expectations) over the simulator.
-    Test(FlowArgs),
+    Test(DirArgs),
     /// Print the flows as a graph (Mermaid by default, or dot).
     Graph(GraphArgs),
     /// Print the JSON schema of the flow files (for editors).
@@ -68,6 +68,9 @@ pub enum Command {
     /// Prompt audio tools.
     #[command(subcommand)]
     Prompts(PromptsCommand),
+    /// Load generator for the capacity benchmark (see bench/README.md): places many
+    /// two-way calls and measures pacing, loss, setup time and the engine's CPU and memory.
+    Load(crate::loadgen::LoadArgs),
 }
 
 /// Where the flows and prompts are (defaults: `paths.flows`, `paths.audio`).
@@ -79,6 +82,23 @@ pub struct FlowArgs {
     /// Prompt audio directory (overrides `paths.audio`).
     #[arg(long, value_name = "DIR")]
     pub audio: Option<PathBuf>,
+}
+
+/// `guichet check [DIR]` / `guichet test [DIR]`: the flow directory as an argument too.
+#[derive(Debug, Clone, Args)]
+pub struct DirArgs {
+    /// Flow directory (same as `--flows`; default `paths.flows`, i.e. `./flows`).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub paths: FlowArgs,
+}
+
+impl DirArgs {
+    fn resolve(&self, cli: &Cli) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let (flows, audio) = self.paths.resolve(cli)?;
+        Ok((self.dir.clone().unwrap_or(flows), audio))
+    }
 }
 
 /// `guichet simulate` options.
@@ -103,11 +123,25 @@ pub struct SimulateArgs {
 /// `guichet graph` options.
 #[derive(Debug, Clone, Args)]
 pub struct GraphArgs {
-    /// Graphviz dot instead of Mermaid.
+    /// Draw only this flow (its nodes, and the nodes of other flows it leads to);
+    /// default: every flow.
+    #[arg(value_name = "FLOW")]
+    pub flow: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "mermaid")]
+    pub format: GraphFormatArg,
+    /// Same as `--format dot`.
     #[arg(long)]
     pub dot: bool,
     #[command(flatten)]
     pub paths: FlowArgs,
+}
+
+/// Graph formats of `guichet graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormatArg {
+    Mermaid,
+    Dot,
 }
 
 /// `guichet prompts ...`
@@ -307,14 +341,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Graph(args) => {
             let (flows, _) = args.paths.resolve(&cli)?;
-            let format = if args.dot {
+            let format = if args.dot || args.format == GraphFormatArg::Dot {
                 crate::flow::cli::GraphFormat::Dot
             } else {
                 crate::flow::cli::GraphFormat::Mermaid
             };
-            Ok(crate::flow::cli::cli_graph(&flows, format))
+            Ok(crate::flow::cli::cli_graph(
+                &flows,
+                args.flow.as_deref(),
+                format,
+            ))
         }
         Command::Schema => Ok(crate::flow::cli::cli_schema()),
+        Command::Load(args) => Ok(crate::loadgen::cli_load(args.clone())),
         Command::Prompts(PromptsCommand::Render(args)) => {
             let (flows, audio) = args.paths.resolve(&cli)?;
             render_prompts(&flows, &audio, args)

@@ -18,6 +18,7 @@ pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod ids;
+pub mod loadgen;
 pub mod media;
 pub mod sdp;
 pub mod sip;

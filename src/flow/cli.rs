@@ -89,14 +89,22 @@ pub fn cli_test(dir: &Path, audio_dir: Option<&Path>, origin: Instant) -> ExitCo
     }
 }
 
-/// `guichet flows graph [--dot]`: Mermaid (default) or dot on stdout.
-pub fn cli_graph(dir: &Path, format: GraphFormat) -> ExitCode {
+/// `guichet graph [FLOW] --format mermaid|dot`: the menu tree on stdout, of every flow or
+/// of one (`only`).
+pub fn cli_graph(dir: &Path, only: Option<&str>, format: GraphFormat) -> ExitCode {
     let Some(set) = load_or_print(dir) else {
         return ExitCode::FAILURE;
     };
+    if let Some(flow) = only
+        && !set.flows().iter().any(|f| f.id == flow)
+    {
+        let known: Vec<&str> = set.flows().iter().map(|f| f.id.as_str()).collect();
+        eprintln!("no flow `{flow}`; the flows are: {}", known.join(", "));
+        return ExitCode::FAILURE;
+    }
     match format {
-        GraphFormat::Mermaid => print!("{}", graph::mermaid(&set)),
-        GraphFormat::Dot => print!("{}", graph::dot(&set)),
+        GraphFormat::Mermaid => print!("{}", graph::mermaid_of(&set, only)),
+        GraphFormat::Dot => print!("{}", graph::dot_of(&set, only)),
     }
     ExitCode::SUCCESS
 }

@@ -93,25 +93,68 @@ fn clean(s: &str) -> String {
 
 /// Mermaid flowchart of every node, grouped by flow.
 pub fn mermaid(set: &FlowSet) -> String {
+    mermaid_of(set, None)
+}
+
+/// Graphviz dot of every node, one cluster per flow.
+pub fn dot(set: &FlowSet) -> String {
+    dot_of(set, None)
+}
+
+/// Which nodes and edges a drawing shows: with `only`, the nodes of that flow, their
+/// edges, and the nodes of other flows those edges lead to (so a sub-menu's exits show).
+fn selection(set: &FlowSet, only: Option<&str>) -> (Vec<bool>, Vec<bool>) {
+    let n = set.nodes().len();
+    let in_flow = |i: usize| match only {
+        None => true,
+        Some(id) => set.nodes().get(i).is_some_and(|node| {
+            set.flows()
+                .get(node.flow.0 as usize)
+                .is_some_and(|f| f.id == id)
+        }),
+    };
+    let source: Vec<bool> = (0..n).map(in_flow).collect();
+    let mut shown = source.clone();
+    for (i, node) in set.nodes().iter().enumerate() {
+        if source[i] {
+            for (_, to) in labelled_edges(&node.kind) {
+                if let Some(slot) = shown.get_mut(to.0 as usize) {
+                    *slot = true;
+                }
+            }
+        }
+    }
+    (shown, source)
+}
+
+/// Mermaid flowchart, of every flow or of one (`only`).
+pub fn mermaid_of(set: &FlowSet, only: Option<&str>) -> String {
+    let (shown, source) = selection(set, only);
     let mut s = String::from("flowchart TD\n");
     for (fi, flow) in set.flows().iter().enumerate() {
+        let members: Vec<usize> = (0..set.nodes().len())
+            .filter(|&i| shown[i] && set.nodes()[i].flow.0 as usize == fi)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
         let _ = writeln!(s, "  subgraph {}", flow.id);
-        for (i, node) in set.nodes().iter().enumerate() {
-            if node.flow.0 as usize != fi {
-                continue;
-            }
+        for i in members {
             let idx = NodeIdx(i as u32);
             let _ = writeln!(
                 s,
                 "    {}[\"{}<br/>{}\"]",
                 ident(set, idx),
                 clean(&set.node_name(idx)),
-                kind_name(&node.kind)
+                kind_name(&set.nodes()[i].kind)
             );
         }
         let _ = writeln!(s, "  end");
     }
     for (i, node) in set.nodes().iter().enumerate() {
+        if !source[i] {
+            continue;
+        }
         let from = ident(set, NodeIdx(i as u32));
         for (label, to) in labelled_edges(&node.kind) {
             let _ = writeln!(s, "  {from} -->|{}| {}", clean(&label), ident(set, to));
@@ -120,31 +163,38 @@ pub fn mermaid(set: &FlowSet) -> String {
     s
 }
 
-/// Graphviz dot of every node, one cluster per flow.
-pub fn dot(set: &FlowSet) -> String {
+/// Graphviz dot, one cluster per flow, of every flow or of one (`only`).
+pub fn dot_of(set: &FlowSet, only: Option<&str>) -> String {
+    let (shown, source) = selection(set, only);
     let mut s = String::from("digraph flows {\n  rankdir=TB;\n  node [shape=box];\n");
     for (fi, flow) in set.flows().iter().enumerate() {
+        let members: Vec<usize> = (0..set.nodes().len())
+            .filter(|&i| shown[i] && set.nodes()[i].flow.0 as usize == fi)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
         let _ = writeln!(
             s,
             "  subgraph cluster_{fi} {{\n    label=\"{}\";",
             clean(&flow.id)
         );
-        for (i, node) in set.nodes().iter().enumerate() {
-            if node.flow.0 as usize != fi {
-                continue;
-            }
+        for i in members {
             let idx = NodeIdx(i as u32);
             let _ = writeln!(
                 s,
                 "    {} [label=\"{}\\n{}\"];",
                 ident(set, idx),
                 clean(&set.node_name(idx)),
-                kind_name(&node.kind)
+                kind_name(&set.nodes()[i].kind)
             );
         }
         s.push_str("  }\n");
     }
     for (i, node) in set.nodes().iter().enumerate() {
+        if !source[i] {
+            continue;
+        }
         let from = ident(set, NodeIdx(i as u32));
         for (label, to) in labelled_edges(&node.kind) {
             let _ = writeln!(
@@ -186,5 +236,53 @@ nodes:
         let d = dot(&set);
         assert!(d.contains("main_m -> main_fin [label=\"1\"];"), "{d}");
         assert!(d.trim_end().ends_with('}'));
+    }
+
+    #[test]
+    fn one_flow_shows_its_nodes_and_where_they_lead() {
+        let main = r#"
+id: main
+language: fr
+reviewed: 2026-12-05
+entry: m
+prompts: { p: "Pour les impôts, tapez 1." }
+nodes:
+  m:
+    menu:
+      options: { "1": { prompt: p, goto: impots.menu } }
+      no_input: { then: fin }
+  fin:
+    hangup: {}
+"#;
+        let impots = r#"
+id: impots
+language: fr
+reviewed: 2026-12-05
+entry: menu
+prompts: { q: "Pour payer, tapez 1." }
+nodes:
+  menu:
+    menu:
+      options: { "1": { prompt: q, goto: fin } }
+      no_input: { then: fin }
+  fin:
+    hangup: {}
+"#;
+        let set = FlowSet::from_texts(&[("main", main), ("impots", impots)]).unwrap();
+        let m = mermaid_of(&set, Some("main"));
+        assert!(m.contains("main_m -->|1| impots_menu"), "{m}");
+        assert!(
+            m.contains("impots_menu["),
+            "the target of an exit is drawn: {m}"
+        );
+        assert!(
+            !m.contains("impots_fin"),
+            "other flows' insides are not: {m}"
+        );
+        assert!(!m.contains("impots_menu -->"), "nor their edges: {m}");
+        let d = dot_of(&set, Some("impots"));
+        assert!(d.contains("impots_menu -> impots_fin"), "{d}");
+        assert!(!d.contains("main_"), "{d}");
+        assert_eq!(mermaid(&set), mermaid_of(&set, None));
     }
 }
