@@ -127,14 +127,22 @@ fn selection(set: &FlowSet, only: Option<&str>) -> (Vec<bool>, Vec<bool>) {
     (shown, source)
 }
 
+/// The shown nodes of flow number `fi`, in order.
+fn members(set: &FlowSet, shown: &[bool], fi: usize) -> Vec<usize> {
+    set.nodes()
+        .iter()
+        .enumerate()
+        .filter(|(i, node)| shown.get(*i).copied().unwrap_or(false) && node.flow.0 as usize == fi)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 /// Mermaid flowchart, of every flow or of one (`only`).
 pub fn mermaid_of(set: &FlowSet, only: Option<&str>) -> String {
     let (shown, source) = selection(set, only);
     let mut s = String::from("flowchart TD\n");
     for (fi, flow) in set.flows().iter().enumerate() {
-        let members: Vec<usize> = (0..set.nodes().len())
-            .filter(|&i| shown[i] && set.nodes()[i].flow.0 as usize == fi)
-            .collect();
+        let members = members(set, &shown, fi);
         if members.is_empty() {
             continue;
         }
@@ -168,9 +176,7 @@ pub fn dot_of(set: &FlowSet, only: Option<&str>) -> String {
     let (shown, source) = selection(set, only);
     let mut s = String::from("digraph flows {\n  rankdir=TB;\n  node [shape=box];\n");
     for (fi, flow) in set.flows().iter().enumerate() {
-        let members: Vec<usize> = (0..set.nodes().len())
-            .filter(|&i| shown[i] && set.nodes()[i].flow.0 as usize == fi)
-            .collect();
+        let members = members(set, &shown, fi);
         if members.is_empty() {
             continue;
         }
