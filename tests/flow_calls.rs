@@ -229,6 +229,12 @@ async fn rfc4733_keys_walk_the_menu_and_the_call_is_recorded() {
         rec.flow_version.as_deref(),
         Some(engine.flows().version().as_str())
     );
+    // The engine's own RTP figures of this call: prompts and silence sent, the caller's
+    // RFC 4733 key packets received, nothing lost on loopback.
+    let media = rec.media.expect("media figures in the call record");
+    assert!(media.packets_sent > 50, "{media:?}");
+    assert!(media.packets_received >= 2, "{media:?}");
+    assert_eq!(media.packets_lost, 0, "{media:?}");
 
     // The record reaches calls.jsonl (written by the writer task).
     let path = dir.path().join("data/calls.jsonl");
@@ -244,6 +250,10 @@ async fn rfc4733_keys_walk_the_menu_and_the_call_is_recorded() {
     assert_eq!(json["call_id"], id.as_str());
     assert_eq!(json["digits"], "12");
     assert_eq!(json["end_reason"], "flow_hangup");
+    assert!(
+        json["media"]["packets_sent"].as_u64().unwrap_or(0) > 50,
+        "{json}"
+    );
     engine.shutdown().await;
 }
 

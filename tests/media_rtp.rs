@@ -839,10 +839,18 @@ async fn rtcp_reports_quality_bye_and_close() {
         }
     }
     assert!(saw_bye);
+    // The last notice is the call's final RTP figures, then the stream ends.
+    let mut last = None;
+    while let Some(n) = media.next_notice().await {
+        last = Some(n);
+    }
+    let Some(MediaNotice::Closed(stats)) = last else {
+        panic!("closed: the last notice is Closed, got {last:?}");
+    };
+    assert!(stats.packets_sent > 0, "{stats:?}");
     assert_eq!(
-        media.next_notice().await,
-        None,
-        "closed: the notice stream ends"
+        stats.packets_received, 0,
+        "the peer sent RTCP only: {stats:?}"
     );
 }
 

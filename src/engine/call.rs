@@ -34,7 +34,7 @@ use tracing::Instrument;
 
 use crate::engine::flows::{Flows, short};
 use crate::engine::media::{
-    CallMedia, MediaError, MediaNotice, MediaWorkers, PlayItem, Reservation,
+    CallMedia, MediaError, MediaNotice, MediaStats, MediaWorkers, PlayItem, Reservation,
 };
 use crate::engine::records::{CallEvent, CallRecord, QualityRecord, Records};
 use crate::engine::sip::SipCommand;
@@ -183,6 +183,9 @@ impl CallTask {
         let mut media = MediaState::Reserved(reservation);
         let mut log = CallLog::new();
         let reason = self.call_loop(&mut media, &mut log).await;
+        if let MediaState::Running(m) = &mut media {
+            log.media = final_media_stats(m).await;
+        }
         tracing::info!(?reason, seconds = started.elapsed().as_secs(), "call ended");
         self.record(log, reason, started.elapsed());
     }
@@ -206,6 +209,7 @@ impl CallTask {
             nodes_visited: log.nodes_visited,
             digits: log.digits,
             quality: log.quality,
+            media: log.media,
         };
         tracing::info!(
             name: "call_record",
@@ -219,6 +223,10 @@ impl CallTask {
             fraction_lost = record.quality.map(|q| q.fraction_lost),
             cumulative_lost = record.quality.map(|q| q.cumulative_lost),
             jitter_ms = record.quality.map(|q| q.jitter_ms),
+            rtp_sent = record.media.map(|m| m.packets_sent),
+            rtp_received = record.media.map(|m| m.packets_received),
+            rtp_lost = record.media.map(|m| m.packets_lost),
+            rtp_jitter_ms = record.media.map(|m| m.jitter_ms),
             "call_record"
         );
         self.settings.records.write(record);
@@ -448,6 +456,7 @@ struct CallLog {
     nodes_visited: u32,
     digits: String,
     quality: Option<QualityRecord>,
+    media: Option<MediaStats>,
 }
 
 impl CallLog {
@@ -461,8 +470,27 @@ impl CallLog {
             nodes_visited: 0,
             digits: String::new(),
             quality: None,
+            media: None,
         }
     }
+}
+
+/// Close the call's media (if not yet) and wait briefly for its final figures: the worker
+/// answers within one wake-up; a stopped worker means no figures.
+async fn final_media_stats(media: &mut CallMedia) -> Option<MediaStats> {
+    media.close();
+    let wait = async {
+        while let Some(notice) = media.next_notice().await {
+            if let MediaNotice::Closed(stats) = notice {
+                return Some(stats);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_millis(500), wait)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The wall clock in Europe/Paris (opening hours are local time).

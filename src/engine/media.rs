@@ -222,6 +222,26 @@ pub enum MediaNotice {
     Quality(Quality),
     /// A recording ended (limits reached, `stop_recording`, or a write error).
     RecordingStopped(RecordingOutcome),
+    /// The media was closed ([`CallMedia::close`]): the call's final RTP figures. The last
+    /// notice of a call.
+    Closed(MediaStats),
+}
+
+/// One call's RTP figures, for its call record.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct MediaStats {
+    /// RTP packets we sent (prompts, silence, events).
+    pub packets_sent: u32,
+    /// RTP packets received from the latched source (duplicates excluded).
+    pub packets_received: u64,
+    /// Packets expected from the caller's sequence numbers but never received.
+    pub packets_lost: i64,
+    /// Packets that came too late or out of the window.
+    pub packets_late: u64,
+    /// Interarrival jitter of the caller's stream (RFC 3550 A.8), in milliseconds.
+    pub jitter_ms: f64,
+    /// Times the caller's RTP stopped for `no_rtp_timeout`.
+    pub media_timeouts: u64,
 }
 
 /// Counters of one worker.
@@ -1070,6 +1090,15 @@ impl Worker {
         self.pacer.remove(id);
         call.session.close();
         let (sent, errors) = call.flush_transmits(&mut self.scratch);
+        let stats = call.session.stats();
+        call.notify(MediaNotice::Closed(MediaStats {
+            packets_sent: stats.packets_sent,
+            packets_received: stats.rx.received,
+            packets_lost: stats.rx.lost,
+            packets_late: stats.rx.late,
+            jitter_ms: stats.rx.jitter_ms,
+            media_timeouts: stats.media_timeouts,
+        }));
         self.counters
             .packets_sent
             .fetch_add(sent, Ordering::Relaxed);

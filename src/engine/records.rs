@@ -39,8 +39,10 @@ pub struct CallRecord {
     pub nodes_visited: u32,
     /// Keys pressed, in order.
     pub digits: String,
-    /// Worker-wide RTP counters are not per call; the peer's RTCP reports are.
+    /// The caller's last RTCP report about our stream (None when it sent none).
     pub quality: Option<QualityRecord>,
+    /// Our own figures of the call's RTP, both ways (None when media never started).
+    pub media: Option<crate::engine::media::MediaStats>,
 }
 
 /// The last RTCP report the caller's side sent about our stream.
