@@ -63,6 +63,9 @@ pub struct CallSettings {
     pub flow_entry: String,
     /// Call records and live call events.
     pub records: Records,
+    /// Calls per caller number over the last day, for `switch` on call counts (a tiny
+    /// critical section per call start).
+    pub recent: std::sync::Mutex<crate::flow::recent::RecentCalls>,
 }
 
 /// The system message played when the flow asks for a person and no agent queue exists.
@@ -384,9 +387,14 @@ impl CallTask {
             return None;
         };
         log.flow_version = Some(set.version().to_owned());
+        let number = caller_number(&self.from_uri);
+        let recent_calls = match (&number, self.settings.recent.lock()) {
+            (Some(n), Ok(mut recent)) => recent.record(n, now()),
+            _ => 0,
+        };
         let caller = CallerInfo {
-            number: caller_number(&self.from_uri),
-            recent_calls: 0,
+            number,
+            recent_calls,
         };
         let entry = self.settings.flow_entry.as_str();
         match FlowRun::new(set, entry, caller, now(), log.wall.clone()) {

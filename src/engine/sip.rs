@@ -236,6 +236,7 @@ impl SipTask {
             flows,
             flow_entry: hooks.flow_entry.unwrap_or_else(|| "main".to_owned()),
             records,
+            recent: std::sync::Mutex::new(crate::flow::recent::RecentCalls::default()),
         });
         Ok(SipTask {
             endpoint,

@@ -14,6 +14,8 @@
 //! - [`calendar`]: opening hours, closures, French public holidays.
 //! - [`say`]: numbers, dates and times in French from fragment prompts.
 //! - [`table`]: lookup tables for `lookup` nodes.
+//! - [`prompts`]: the catalogue of every prompt text, for rendering.
+//! - [`recent`]: calls per number over the last day, for `switch` on call counts.
 //!
 //! The language is documented in `docs/flows.md`.
 //!
@@ -37,6 +39,7 @@ pub mod ir;
 pub mod load;
 pub mod model;
 pub mod prompts;
+pub mod recent;
 pub mod say;
 pub mod schema;
 pub mod simulate;
