@@ -39,6 +39,9 @@
 //!   each group of due calls back to back.
 //! - **Decoding is on demand**: the caller's audio is decoded to linear only when in-band
 //!   DTMF detection runs (the SDP had no telephone-event) or a recording is active.
+//! - **Recordings go through a jitter buffer**: while recording, the caller's packets are
+//!   put back in sequence order and played out at a fixed 60 ms delay, one frame per pacing
+//!   slot (lost frames concealed by one repeat), so the WAV has no reordering or gaps.
 //!
 //! ## Receiving: a small task per call, not readiness polling in the worker
 //! Two designs were weighed. (a) The worker polls readiness of all its sockets itself (a
@@ -87,6 +90,7 @@ use tokio::task::JoinHandle;
 use crate::ids::CallKey;
 use crate::media::dtmf::{CallDtmf, Digit, DtmfError, DtmfSource, info};
 use crate::media::g711::Law;
+use crate::media::jitter::{FrameKind, JitterBuffer, JitterConfig};
 use crate::media::pacer::{Due, Pacer, PacerError, StreamId};
 use crate::media::playback::{Item, Playback, PlaybackConfig};
 use crate::media::ports::{DEFAULT_QUARANTINE, PortPair, PortPool, PortsError};
@@ -764,6 +768,9 @@ fn call_seed(seed: u64, id: StreamId) -> u64 {
 
 struct ActiveRecording {
     recorder: Recorder<BufWriter<File>>,
+    /// The caller's packets, reordered and played out at a fixed delay (60 ms) one frame
+    /// per pacing slot, so a recording has no reordering, gaps or jitter of its own.
+    jitter: JitterBuffer,
 }
 
 struct CallState {
@@ -959,8 +966,14 @@ impl Worker {
                             Recorder::new(BufWriter::new(f), limits)
                                 .map_err(|e| format!("{}: {e}", path.display()))
                         });
+                    let jitter = JitterBuffer::new(JitterConfig {
+                        samples_per_frame: u32::try_from(call.frame_len).unwrap_or(160),
+                        frame_bytes: call.frame_len,
+                        silence_byte: call.law.silence(),
+                        ..JitterConfig::default()
+                    });
                     match recorder {
-                        Ok(recorder) => call.recording = Some(ActiveRecording { recorder }),
+                        Ok(recorder) => call.recording = Some(ActiveRecording { recorder, jitter }),
                         Err(e) => {
                             call.notify(MediaNotice::RecordingStopped(RecordingOutcome::Failed(e)))
                         }
@@ -1140,6 +1153,17 @@ impl CallState {
             self.dtmf.handle_timeout(now);
             counts = self.after_input(now, scratch);
         }
+        if let Some(rec) = self.recording.as_mut() {
+            let played = rec.jitter.pop();
+            if played.kind != FrameKind::Buffering {
+                scratch.pcm.clear();
+                self.law.decode(played.payload, &mut scratch.pcm);
+                match rec.recorder.push(&scratch.pcm) {
+                    Ok(None) => {}
+                    Ok(Some(_)) | Err(_) => self.finish_recording(),
+                }
+            }
+        }
         // frame_len <= the scratch frame's length (see frame_len).
         let Some(frame) = scratch.frame.get_mut(..self.frame_len) else {
             return counts;
@@ -1190,16 +1214,14 @@ impl CallState {
                 let Some(payload) = packet.bytes.get(audio.payload) else {
                     return;
                 };
-                scratch.pcm.clear();
-                self.law.decode(payload, &mut scratch.pcm);
-                if inband {
-                    self.dtmf.handle_audio(at, &scratch.pcm);
-                }
                 if let Some(rec) = self.recording.as_mut() {
-                    match rec.recorder.push(&scratch.pcm) {
-                        Ok(None) => {}
-                        Ok(Some(_)) | Err(_) => self.finish_recording(),
-                    }
+                    // Recorded from the jitter buffer, one frame per slot (serve_slot).
+                    rec.jitter.push(audio.seq, audio.ts, payload);
+                }
+                if inband {
+                    scratch.pcm.clear();
+                    self.law.decode(payload, &mut scratch.pcm);
+                    self.dtmf.handle_audio(at, &scratch.pcm);
                 }
             }
         }
