@@ -88,6 +88,7 @@ pub struct Config {
     pub rtp: RtpConfig,
     pub http: HttpConfig,
     pub paths: PathsConfig,
+    pub flows: FlowsConfig,
     pub limits: LimitsConfig,
     pub security: SecurityConfig,
     pub registrar: RegistrarSection,
@@ -195,6 +196,22 @@ impl Default for PathsConfig {
             flows: PathBuf::from("./flows"),
             audio: PathBuf::from("./audio"),
             data: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// How calls enter the voice menus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Where every call starts: a flow id (its `entry` node) or `flow.node`.
+    pub entry: String,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig {
+            entry: "main".to_owned(),
         }
     }
 }
@@ -956,6 +973,24 @@ mod tests {
     }
 
     #[test]
+    fn the_flow_entry_is_a_setting() {
+        let c = Config::assemble(
+            Some(("g.yaml", "flows:\n  entry: impots.menu\n")),
+            env(&[]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.flows.entry, "impots.menu");
+        let c = Config::assemble(
+            None,
+            env(&[("GUICHET_FLOWS_ENTRY", "caf")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.flows.entry, "caf");
+    }
+
+    #[test]
     fn env_overrides_file_and_flags_override_env() {
         let yaml = "sip:\n  listen: 127.0.0.1:5061\nlimits:\n  max_calls: 7\n";
         let vars = env(&[
@@ -977,6 +1012,7 @@ mod tests {
         };
         let c =
             Config::assemble(Some(("g.yaml", yaml)), vars.clone(), &Overrides::default()).unwrap();
+        assert_eq!(c.flows.entry, "main");
         assert_eq!(c.sip.listen.port(), 5062);
         assert_eq!(c.limits.max_calls, 9);
         assert_eq!(c.limits.rate_per_source, 2.5);

@@ -212,3 +212,23 @@ async fn a_broken_flow_set_at_startup_is_an_error_with_its_location() {
     assert!(text.contains("main.yaml:"), "{text}");
     assert!(text.contains("menus"), "{text}");
 }
+
+#[tokio::test]
+async fn an_unknown_flow_entry_is_a_startup_error_naming_the_flows() {
+    let (_dir, mut config) = setup();
+    config.flows.entry = "mian".to_owned();
+    let err = guichet::engine::start(config)
+        .await
+        .expect_err("an entry that names nothing must not start");
+    let text = err.to_string();
+    assert!(text.contains("flows.entry"), "{text}");
+    assert!(text.contains("`mian`") && text.contains("main"), "{text}");
+
+    // A node of a flow is a valid entry.
+    let (_dir, mut config) = setup();
+    config.flows.entry = "main.menu".to_owned();
+    let engine = guichet::engine::start(config)
+        .await
+        .expect("main.menu exists");
+    engine.shutdown().await;
+}

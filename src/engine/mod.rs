@@ -68,6 +68,9 @@ pub enum EngineError {
     /// The flow set under `paths.flows` does not load or fails the checker.
     #[error("paths.flows: {0}")]
     Flows(#[from] flows::FlowsError),
+    /// `flows.entry` names no flow or node of the loaded set.
+    #[error("flows.entry: no flow or node `{entry}` (flows: {known})")]
+    UnknownFlowEntry { entry: String, known: String },
 }
 
 /// Counters for dashboards, logs and tests; refreshed by the SIP task after every wake-up.
@@ -166,6 +169,20 @@ pub async fn start_with(config: Config, hooks: Hooks) -> Result<EngineHandle, En
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (snapshot_tx, snapshot_rx) = watch::channel(Snapshot::default());
     let flows = flows::Flows::load(&config.paths.flows, &config.paths.audio).await?;
+    if let Some(set) = flows.current() {
+        let entry = hooks.flow_entry.as_deref().unwrap_or(&config.flows.entry);
+        if set.entry(entry).is_none() {
+            return Err(EngineError::UnknownFlowEntry {
+                entry: entry.to_owned(),
+                known: set
+                    .flows()
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
     let sockets = sip::Sockets::bind(&config).await?;
     let sip_addr = sockets.local_addr();
     let prompts = {

@@ -234,7 +234,9 @@ impl SipTask {
             show_numbers: config.log.show_numbers,
             panic_on_number: hooks.panic_on_number,
             flows,
-            flow_entry: hooks.flow_entry.unwrap_or_else(|| "main".to_owned()),
+            flow_entry: hooks
+                .flow_entry
+                .unwrap_or_else(|| config.flows.entry.clone()),
             records,
             recent: std::sync::Mutex::new(crate::flow::recent::RecentCalls::default()),
         });
