@@ -1060,6 +1060,72 @@ nodes:
     }
 
     #[test]
+    fn each_broken_node_is_located_at_its_own_lines() {
+        let nodes = r#"  menu:
+    menu:
+      options:
+        "0": { prompt: conseiller, goto: conseiller }
+        "1": { prompt: impots, goto: boucle }
+        "2": { prompt: caf, goto: nulle }
+        "3": { prompt: caf, goto: conseiller }
+        "4": { prompt: caf, goto: conseiller }
+        "5": { prompt: caf, goto: conseiller }
+      timeout: 3s
+  boucle:
+    play: { prompts: [impots], next: boucle2 }
+  boucle2:
+    goto: boucle
+  nulle:
+    lookup: { table: lieux, key: "91", into: lieu, found: conseiller, not_found: conseiller }
+  orphelin:
+    queue: { name: inconnue, fallback: ferme }
+"#;
+        let text = flow(nodes, "");
+        // 1-based line ranges of each node block (a node starts at a 2-space-indented key).
+        let starts: Vec<(String, u32)> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+            .filter(|(i, _)| *i > text.lines().position(|l| l == "nodes:").unwrap_or(0))
+            .map(|(i, l)| (l.trim().trim_end_matches(':').to_owned(), i as u32 + 1))
+            .collect();
+        let range = |node: &str| {
+            let i = starts.iter().position(|(n, _)| n == node).unwrap();
+            let from = starts[i].1;
+            let to = starts.get(i + 1).map_or(u32::MAX, |(_, l)| *l);
+            from..to
+        };
+        let set = FlowSet::from_texts(&[("main", &text)]).unwrap();
+        let diags = check(&set, None).diagnostics;
+        for (rule, nodes) in [
+            ("agent-key-taken", &["menu"][..]),
+            ("menu-no-input-route", &["menu"]),
+            ("max-options", &["menu"]),
+            ("min-no-input-timeout", &["menu"]),
+            ("endless-loop", &["boucle", "boucle2"]),
+            ("unreachable-node", &["orphelin"]),
+            ("unknown-queue", &["orphelin"]),
+            ("unknown-table", &["nulle"]),
+        ] {
+            let d = diags
+                .iter()
+                .find(|d| d.rule == rule)
+                .unwrap_or_else(|| panic!("no {rule} in {diags:?}"));
+            assert!(
+                nodes.iter().any(|n| range(n).contains(&d.line)),
+                "{rule} at line {} is not inside {nodes:?} ({starts:?})",
+                d.line
+            );
+            assert!(d.column > 0, "{rule} has no column: {d:?}");
+            assert!(
+                d.to_string()
+                    .contains(&format!(":{}:{}:", d.line, d.column)),
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
     fn relaxed_rule_becomes_a_warning() {
         let nodes = MENU.replace(
             "      footer: [conseiller]\n",
