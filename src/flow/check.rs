@@ -1022,9 +1022,8 @@ nodes:
         assert!(rules(&bad).contains(&"subject-before-key".to_owned()));
     }
 
-    #[test]
-    fn structural_errors_all_listed() {
-        let nodes = r#"  menu:
+    /// One node per structural or accessibility problem (see the two tests below).
+    const BROKEN_NODES: &str = r#"  menu:
     menu:
       options:
         "0": { prompt: conseiller, goto: conseiller }
@@ -1043,7 +1042,10 @@ nodes:
   orphelin:
     queue: { name: inconnue, fallback: ferme }
 "#;
-        let r = rules(&flow(nodes, ""));
+
+    #[test]
+    fn structural_errors_all_listed() {
+        let r = rules(&flow(BROKEN_NODES, ""));
         for want in [
             "agent-key-taken",
             "menu-no-input-route",
@@ -1061,26 +1063,7 @@ nodes:
 
     #[test]
     fn each_broken_node_is_located_at_its_own_lines() {
-        let nodes = r#"  menu:
-    menu:
-      options:
-        "0": { prompt: conseiller, goto: conseiller }
-        "1": { prompt: impots, goto: boucle }
-        "2": { prompt: caf, goto: nulle }
-        "3": { prompt: caf, goto: conseiller }
-        "4": { prompt: caf, goto: conseiller }
-        "5": { prompt: caf, goto: conseiller }
-      timeout: 3s
-  boucle:
-    play: { prompts: [impots], next: boucle2 }
-  boucle2:
-    goto: boucle
-  nulle:
-    lookup: { table: lieux, key: "91", into: lieu, found: conseiller, not_found: conseiller }
-  orphelin:
-    queue: { name: inconnue, fallback: ferme }
-"#;
-        let text = flow(nodes, "");
+        let text = flow(BROKEN_NODES, "");
         // 1-based line ranges of each node block (a node starts at a 2-space-indented key).
         let starts: Vec<(String, u32)> = text
             .lines()
