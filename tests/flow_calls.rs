@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{caller_for, start, test_config};
+use common::{caller_for, start, test_config, tone};
 use guichet::config::Config;
 use guichet::engine::EngineHandle;
 use guichet::engine::records::{CallEvent, CallRecord};
@@ -51,24 +51,6 @@ nodes:
   au_revoir:
     hangup: { prompts: [au_revoir] }
 "#;
-
-/// A 16-bit 8 kHz mono WAV of a 440 Hz tone.
-fn tone(path: &Path, millis: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(8 * millis) {
-        let t = f64::from(i) / 8000.0;
-        let s = (t * 440.0 * std::f64::consts::TAU).sin() * 8000.0;
-        w.write_sample(s as i16).unwrap();
-    }
-    w.finalize().unwrap();
-}
 
 /// A temp dir with `flows/main.yaml` (`flow`), tone prompts under `audio/` and `data/`.
 pub fn setup(flow: &str) -> tempfile::TempDir {

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{caller_for, start, test_config};
+use common::{caller_for, start, test_config, tone};
 use guichet::config::Config;
 use guichet::engine::flows::FlowStatus;
 use guichet::engine::records::CallEvent;
@@ -46,23 +45,6 @@ nodes:
   au_revoir:
     hangup: { prompts: [au_revoir] }
 "#;
-
-fn tone(path: &Path, millis: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for i in 0..(8 * millis) {
-        let t = f64::from(i) / 8000.0;
-        w.write_sample(((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16)
-            .unwrap();
-    }
-    w.finalize().unwrap();
-}
 
 fn setup() -> (tempfile::TempDir, Config) {
     let dir = tempfile::tempdir().unwrap();

@@ -68,3 +68,21 @@ pub async fn wait_for(engine: &EngineHandle, what: &str, pred: impl Fn(&Snapshot
         engine.snapshot()
     );
 }
+
+/// A 16-bit 8 kHz mono WAV of a 440 Hz tone (a test prompt), parent folders created.
+pub fn tone(path: &std::path::Path, millis: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..(8 * millis) {
+        let t = f64::from(i) / 8000.0;
+        let s = (t * 440.0 * std::f64::consts::TAU).sin() * 8000.0;
+        w.write_sample(s as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
