@@ -663,30 +663,6 @@ enum Command {
     },
 }
 
-/// One datagram read from a call's socket at its slot.
-#[derive(Debug)]
-struct Inbound {
-    kind: PacketKind,
-    from: SocketAddr,
-    bytes: Vec<u8>,
-}
-
-fn drain_socket(socket: &UdpSocket, kind: PacketKind, buf: &mut [u8], out: &mut Vec<Inbound>) {
-    for _ in 0..MAX_BATCH {
-        match socket.try_recv_from(buf) {
-            Ok((n, from)) => out.push(Inbound {
-                kind,
-                from,
-                // n <= buf.len() (try_recv_from's contract).
-                bytes: buf.get(..n).unwrap_or_default().to_vec(),
-            }),
-            // WouldBlock clears readiness; other errors (ICMP reports) are skipped.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(_) => return,
-        }
-    }
-}
-
 fn law_of(codec: Codec) -> Law {
     match codec {
         Codec::Pcmu => Law::Ulaw,
@@ -756,8 +732,6 @@ struct Scratch {
     pcm: Vec<i16>,
     /// One received datagram.
     buf: Vec<u8>,
-    /// The datagrams read from one call's sockets at its slot.
-    inbound: Vec<Inbound>,
 }
 
 struct Worker {
@@ -797,7 +771,6 @@ impl Worker {
             scratch: Scratch {
                 packet: Vec::with_capacity(MAX_DATAGRAM),
                 buf: vec![0u8; MAX_DATAGRAM],
-                inbound: Vec::new(),
                 frame: vec![0; usize::from(MAX_PTIME_MS) * BYTES_PER_MS],
                 pcm: Vec::with_capacity(usize::from(MAX_PTIME_MS) * BYTES_PER_MS),
             },
@@ -1081,15 +1054,29 @@ impl CallState {
     /// Read what the caller sent since the last slot (non-blocking, at most [`MAX_BATCH`]
     /// datagrams per socket) and feed it to the session, DTMF and recording.
     fn poll_sockets(&mut self, now: Instant, scratch: &mut Scratch) -> (u64, u64, u64) {
-        let mut packets = std::mem::take(&mut scratch.inbound);
-        packets.clear();
-        drain_socket(&self.rtp, PacketKind::Rtp, &mut scratch.buf, &mut packets);
-        drain_socket(&self.rtcp, PacketKind::Rtcp, &mut scratch.buf, &mut packets);
-        let received = packets.len() as u64;
-        for packet in &packets {
-            self.handle_packet(now, packet, scratch);
+        // Each datagram is handled straight from the buffer (taken out of `scratch` while
+        // `handle_packet` borrows the rest of it): no copy, no queue.
+        let mut buf = std::mem::take(&mut scratch.buf);
+        let mut received = 0u64;
+        for kind in [PacketKind::Rtp, PacketKind::Rtcp] {
+            let socket = match kind {
+                PacketKind::Rtp => Arc::clone(&self.rtp),
+                PacketKind::Rtcp => Arc::clone(&self.rtcp),
+            };
+            for _ in 0..MAX_BATCH {
+                match socket.try_recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        received += 1;
+                        // n <= buf.len() (try_recv_from's contract).
+                        let bytes = buf.get(..n).unwrap_or_default();
+                        self.handle_packet(now, kind, from, bytes, scratch);
+                    }
+                    // WouldBlock clears readiness; other errors (ICMP reports) are skipped.
+                    Err(_) => break,
+                }
+            }
         }
-        scratch.inbound = packets;
+        scratch.buf = buf;
         if received == 0 {
             return (0, 0, 0);
         }
@@ -1161,11 +1148,18 @@ impl CallState {
         counts
     }
 
-    fn handle_packet(&mut self, at: Instant, packet: &Inbound, scratch: &mut Scratch) {
-        match packet.kind {
-            PacketKind::Rtcp => self.session.handle_rtcp(at, packet.from, &packet.bytes),
+    fn handle_packet(
+        &mut self,
+        at: Instant,
+        kind: PacketKind,
+        from: SocketAddr,
+        bytes: &[u8],
+        scratch: &mut Scratch,
+    ) {
+        match kind {
+            PacketKind::Rtcp => self.session.handle_rtcp(at, from, bytes),
             PacketKind::Rtp => {
-                let received = self.session.handle_rtp(at, packet.from, &packet.bytes);
+                let received = self.session.handle_rtp(at, from, bytes);
                 let Received::Audio(audio) = received else {
                     return;
                 };
@@ -1173,7 +1167,7 @@ impl CallState {
                 if !inband && self.recording.is_none() {
                     return; // no need to decode
                 }
-                let Some(payload) = packet.bytes.get(audio.payload) else {
+                let Some(payload) = bytes.get(audio.payload) else {
                     return;
                 };
                 if let Some(rec) = self.recording.as_mut() {
