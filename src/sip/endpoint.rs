@@ -292,6 +292,8 @@ pub struct Endpoint {
     pub(super) client_timers: Deadlines<ClientKey>,
     pub(super) calls: HashMap<CallKey, Call>,
     pub(super) dialogs: HashMap<DialogId, CallKey>,
+    /// Calls by the INVITE's (Call-ID, From tag, CSeq), to spot merged requests (482).
+    pub(super) merge_index: HashMap<super::uas::MergeKey, CallKey>,
     pub(super) registrar: Option<Registrar>,
 }
 
@@ -324,6 +326,7 @@ impl Endpoint {
             clients: HashMap::new(),
             client_timers: Deadlines::default(),
             calls: HashMap::new(),
+            merge_index: HashMap::new(),
             dialogs: HashMap::new(),
         }
     }

@@ -459,6 +459,7 @@ impl Endpoint {
     pub(super) fn end_call(&mut self, call: CallKey, reason: EndReason) {
         if let Some(c) = self.calls.remove(&call) {
             self.dialogs.remove(c.dialog.id());
+            self.merge_index.remove(&c.merge_key);
             self.out
                 .push_back(Output::Event(Event::Ended { call, reason }));
         }

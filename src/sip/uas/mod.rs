@@ -108,6 +108,8 @@ pub(crate) struct Call {
     /// Where the INVITE came from (responses stamp Via against it).
     source: Peer,
     invite: Request,
+    /// This call's entry in [`Endpoint::merge_index`].
+    merge_key: MergeKey,
     invite_key: TsxKey,
     dialog: Dialog,
     local: Option<LocalMedia>,
@@ -232,16 +234,26 @@ fn stamped_via(req: &Request, source: Peer) -> Option<String> {
     Some(via.print())
 }
 
-/// Same Call-ID, From tag and CSeq (section 8.2.2.2).
-fn same_request(a: &Request, b: &Request) -> bool {
-    let from_tag = |r: &Request| {
-        headers::first(&r.headers, "From")
-            .and_then(headers::tag_param)
-            .map(str::to_owned)
-    };
-    headers::call_id(&a.headers) == headers::call_id(&b.headers)
-        && from_tag(a) == from_tag(b)
-        && headers::cseq(&a.headers) == headers::cseq(&b.headers)
+/// What makes two INVITEs "the same request" (section 8.2.2.2): Call-ID, From tag and
+/// CSeq. Calls are indexed by it ([`Endpoint::merge_index`]) so a new INVITE is checked in
+/// O(1), not against every call up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct MergeKey {
+    call_id: Option<String>,
+    from_tag: Option<String>,
+    cseq: Option<(u32, String)>,
+}
+
+impl MergeKey {
+    fn of(req: &Request) -> MergeKey {
+        MergeKey {
+            call_id: headers::call_id(&req.headers).map(str::to_owned),
+            from_tag: headers::first(&req.headers, "From")
+                .and_then(headers::tag_param)
+                .map(str::to_owned),
+            cseq: headers::cseq(&req.headers).map(|(n, m)| (n, m.to_owned())),
+        }
+    }
 }
 
 fn hdr(name: &str, value: impl Into<String>) -> Header {
@@ -645,7 +657,8 @@ impl Endpoint {
         }
         // 8.2.2.2: the same request (Call-ID, From tag, CSeq) on another branch is a merged
         // request (forked back to us): 482, not a second call.
-        if self.calls.values().any(|c| same_request(&c.invite, &req)) {
+        let merge_key = MergeKey::of(&req);
+        if self.merge_index.contains_key(&merge_key) {
             let bytes = self.response_bytes(&req, from, 482, Some(&tag), vec![], None);
             self.refuse_invite(now, reply_to(&req, from), key, bytes, 482);
             return;
@@ -684,9 +697,11 @@ impl Endpoint {
             .map(|f| headers::uri_of(f).to_owned())
             .unwrap_or_default();
         self.dialogs.insert(dialog.id().clone(), call);
+        self.merge_index.insert(merge_key.clone(), call);
         self.calls.insert(
             call,
             Call {
+                merge_key,
                 state: CallState::Early,
                 source: from,
                 invite: req,
