@@ -37,7 +37,7 @@ ENGINE=
 start_engine() {
     # Raised limits: the defaults (1,000 calls, 20 requests/s per source) protect a
     # production engine from one source; here one source is the whole load.
-    GUICHET_LIMITS_MAX_CALLS=20000 \
+    ${ENGINE_PREFIX:-} env GUICHET_RTP_REALTIME=${REALTIME:-true} GUICHET_LIMITS_MAX_CALLS=20000 \
     GUICHET_LIMITS_RATE_PER_SOURCE=100000 \
     GUICHET_LIMITS_RATE_BURST=100000 \
         "$GUICHET" serve --sip-listen "$SIP" --rtp-ports 20000-59999 --log-level warn \

@@ -148,6 +148,11 @@ pub struct RtpConfig {
     pub advertised_address: Option<IpAddr>,
     /// Port range for RTP (even ports used, RTCP on +1).
     pub ports: PortRange,
+    /// Run the media worker threads with real-time scheduling (`SCHED_FIFO`), as
+    /// Asterisk's `-p` and FreeSWITCH's `-rp` do, so a busy host does not delay the 20 ms
+    /// packets. Needs root or CAP_SYS_NICE; without it a warning is logged and the workers
+    /// run normally. Off by default.
+    pub realtime: bool,
 }
 
 impl Default for RtpConfig {
@@ -159,6 +164,7 @@ impl Default for RtpConfig {
                 first: 20000,
                 last: 29999,
             },
+            realtime: false,
         }
     }
 }

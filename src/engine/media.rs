@@ -1,9 +1,10 @@
 //! Media workers: the async shell that gives each call real RTP.
 //!
-//! Owns the RTP/RTCP sockets of every call, the port pool, and a few worker tasks (default:
-//! one per core) that each drive many calls with **one pacing loop**: no task or timer per
-//! packet. The sans-IO parts do the work ([`MediaSession`], [`Pacer`], [`Playback`],
-//! [`CallDtmf`], [`Recorder`]); this module moves bytes between them and the sockets.
+//! Owns the RTP/RTCP sockets of every call, the port pool, and a few worker threads
+//! (default: one per core) that each drive many calls with **one pacing loop**: no task or
+//! timer per packet. The sans-IO parts do the work ([`MediaSession`], [`Pacer`],
+//! [`Playback`], [`CallDtmf`], [`Recorder`]); this module moves bytes between them and the
+//! sockets.
 //!
 //! Contract (what a call task sees):
 //! - [`MediaWorkers::reserve`] takes a port pair from the [`PortPool`] and binds RTP (even
@@ -18,12 +19,14 @@
 //!   `source` (`rfc4733`, `info`, `inband`).
 //!
 //! ## The worker loop
-//! A worker task owns its calls' state and one [`Pacer`]. It sleeps until the earliest of:
-//! the pacer's next deadline, a command, or a batch of received packets. On wake-up it
-//! handles what arrived, then serves every due 20 ms slot: per slot, the call's timers
-//! (RTCP, media timeout, RFC 4733 lost end) run when due, and one frame (prompt, music or
-//! G.711 silence) goes out with a non-blocking `try_send_to` (a full socket buffer drops
-//! the packet and counts it; nothing awaits on the send path).
+//! A worker is an OS thread (`media-N`), not a tokio task, so SIP bursts on the runtime do
+//! not delay the 20 ms packets; with `rtp.realtime` it asks for `SCHED_FIFO`. It owns its
+//! calls' state and one [`Pacer`], and blocks on its command channel until the pacer's
+//! next deadline (`recv_timeout`). On wake-up it takes every waiting command, then serves
+//! every due slot: per slot it reads the call's sockets, runs the call's timers (RTCP,
+//! media timeout, RFC 4733 lost end) when due, and sends one frame (prompt, music or G.711
+//! silence) with a non-blocking `send_to` (a full socket buffer drops the packet and
+//! counts it; nothing waits on the send path).
 //!
 //! - **Every answered, send-capable call is paced**: with nothing to play it sends silence
 //!   frames (some trunks hang up on a call without RTP). A call on hold (no remote address,
@@ -34,26 +37,28 @@
 //!   (`MediaSession::poll_timeout` / `CallDtmf::poll_timeout`). The timers concerned (RTCP
 //!   every few seconds, media timeout of seconds, DTMF lost-end of a few hundred ms) tolerate
 //!   the one-ptime lateness this gives.
-//! - **Wake-ups are batched**: the first slot of a call is aligned on a worker-wide 5 ms grid,
-//!   so a worker wakes at most 200 times a second whatever its number of calls, and sends
-//!   each group of due calls back to back.
+//! - **Wake-ups are batched**: the first slot of a call is aligned on a worker-wide 2 ms grid,
+//!   so a worker wakes at most 500 times a second whatever its number of calls, and sends
+//!   each group of due calls back to back (small groups: 3,000 calls on 2 workers are 150
+//!   per wake-up, so the last of a group is not far behind the first).
 //! - **Decoding is on demand**: the caller's audio is decoded to linear only when in-band
 //!   DTMF detection runs (the SDP had no telephone-event) or a recording is active.
 //! - **Recordings go through a jitter buffer**: while recording, the caller's packets are
 //!   put back in sequence order and played out at a fixed 60 ms delay, one frame per pacing
 //!   slot (lost frames concealed by one repeat), so the WAV has no reordering or gaps.
 //!
-//! ## Receiving: read at each call's own slot, no task per call
-//! Every answered call has a 20 ms slot in the worker's pacer, so the worker reads the
-//! call's RTP and RTCP sockets there, non-blocking (`try_recv_from`, at most 32 datagrams
-//! per socket), just before sending the call's next frame: no receive task, no readiness
-//! future, no channel hop and no extra wake-up per packet. A packet waits at most one ptime
-//! in the kernel buffer, which is harmless for latching, DTMF, RTCP and the media timeout.
-//! Earlier designs, measured (bench/README.md): a receive task per call forwarding batches
-//! over a channel, waking the worker per batch (1,000 calls: 51 % of a core) and then
-//! drained at pacing wake-ups only (44 %); reading at the slot costs 42 % at 1,000 calls and
-//! 68 % at 2,000 (was 82 %). Hang-up drops the sockets with the call's state, so they close
-//! deterministically.
+//! ## Receiving: read at each call's own slot, no task and no epoll
+//! The sockets are plain non-blocking `std` sockets, not registered with tokio: an arrival
+//! costs no epoll event and wakes nobody. Every answered call has a 20 ms slot, so the
+//! worker reads the call's RTP socket there with one `recvmmsg` ([`super::udp`], up to 16
+//! datagrams, again only if it came back full), and its RTCP socket every tenth slot
+//! (RTCP comes every few seconds), just before sending the call's next frame. A packet
+//! waits at most one ptime in the kernel buffer, which is harmless for latching, DTMF,
+//! RTCP and the media timeout. Earlier designs, measured (bench/README.md): a receive task
+//! per call (1,000 calls: 51 % of a core), then tokio-registered sockets read at the slot
+//! (42 %, then 68 % at 2,000 calls on the first machine); the epoll events those sockets
+//! raised also cost the *sender* a wake-up per packet. Hang-up drops the sockets with the
+//! call's state, so they close deterministically.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -82,8 +87,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
+use std::sync::mpsc as std_mpsc;
+
 use tokio::sync::mpsc;
+
+use super::udp::RecvBatch;
 
 use crate::ids::CallKey;
 use crate::media::dtmf::{CallDtmf, Digit, DtmfError, DtmfSource, info};
@@ -101,12 +110,15 @@ use crate::sdp::{self, Codec, Direction};
 
 /// Largest datagram read from a media socket.
 const MAX_DATAGRAM: usize = 2048;
-/// Datagrams taken from one socket per slot of its call.
-const MAX_BATCH: usize = 32;
+/// Datagrams taken from a call's RTP socket per `recvmmsg` (one call per slot, more only
+/// when this many were waiting).
+const MAX_BATCH: usize = 16;
+/// The RTCP socket is read every this many slots (RTCP comes every few seconds).
+const RTCP_POLL_SLOTS: u32 = 10;
 /// Bind attempts per reservation when a pair is taken by another program.
 const BIND_ATTEMPTS: usize = 8;
 /// Grid on which calls' first slots are aligned (bounds the worker's wake-ups).
-const WAKE_GRID: Duration = Duration::from_millis(5);
+const WAKE_GRID: Duration = Duration::from_millis(2);
 /// Packetisation times accepted from SDP (also the session's bounds).
 const MIN_PTIME_MS: u16 = 10;
 const MAX_PTIME_MS: u16 = 200;
@@ -116,7 +128,7 @@ const BYTES_PER_MS: usize = 8;
 /// Settings of the media workers.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
-    /// Worker tasks (default: available cores).
+    /// Worker threads (default: available cores).
     pub workers: usize,
     /// Address the RTP/RTCP sockets bind to.
     pub rtp_bind: IpAddr,
@@ -135,6 +147,8 @@ pub struct MediaConfig {
     pub seed: u64,
     /// RTCP CNAME.
     pub cname: String,
+    /// Ask for real-time scheduling (`SCHED_FIFO`) for the worker threads.
+    pub realtime: bool,
 }
 
 impl Default for MediaConfig {
@@ -150,6 +164,7 @@ impl Default for MediaConfig {
             prompt_gap: PlaybackConfig::default().gap,
             seed: 0x0067_7569_6368_6574, // "guichet"
             cname: "guichet".to_owned(),
+            realtime: false,
         }
     }
 }
@@ -267,7 +282,7 @@ struct WorkerCounters {
 
 #[derive(Debug)]
 struct WorkerHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: std_mpsc::Sender<Command>,
     counters: Arc<WorkerCounters>,
 }
 
@@ -304,8 +319,9 @@ pub struct MediaWorkers {
 }
 
 impl MediaWorkers {
-    /// Spawn the workers on the current tokio runtime (panics outside a runtime, like
-    /// `tokio::spawn`). A bad port range is reported by every later [`Self::reserve`].
+    /// Start the worker threads (`media-0`, `media-1`, ...). A bad port range is reported
+    /// by every later [`Self::reserve`]; a thread that cannot be started makes its share
+    /// of calls fail with [`MediaError::WorkerStopped`].
     pub fn start(config: MediaConfig, prompts: Arc<PromptStore>) -> MediaWorkers {
         let (pool, pool_error) =
             match PortPool::new(config.port_first, config.port_last, config.quarantine) {
@@ -316,7 +332,7 @@ impl MediaWorkers {
         let mut workers = Vec::new();
         let mut receivers = Vec::new();
         for _ in 0..config.workers.max(1) {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = std_mpsc::channel();
             let counters = Arc::new(WorkerCounters::default());
             workers.push(WorkerHandle {
                 commands: tx,
@@ -334,7 +350,29 @@ impl MediaWorkers {
         });
         for (index, (rx, counters)) in receivers.into_iter().enumerate() {
             let worker = Worker::new(index, Arc::downgrade(&shared), rx, counters, epoch);
-            tokio::spawn(worker.run());
+            let realtime = shared.config.realtime;
+            // The starter's tracing subscriber (global or scoped, as in tests) follows the
+            // worker onto its thread, so `dtmf` and other events reach the same place.
+            let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("media-{index}"))
+                .spawn(move || {
+                    let _scope = tracing::dispatcher::set_default(&dispatch);
+                    if realtime {
+                        match set_realtime() {
+                            Ok(()) => tracing::debug!(worker = index, "real-time scheduling"),
+                            Err(e) => tracing::warn!(
+                                worker = index,
+                                error = %e,
+                                "rtp.realtime: cannot get real-time scheduling, running normally"
+                            ),
+                        }
+                    }
+                    worker.run()
+                });
+            if let Err(e) = spawned {
+                tracing::error!(worker = index, error = %e, "cannot start a media worker thread");
+            }
         }
         MediaWorkers { shared }
     }
@@ -424,9 +462,9 @@ struct BoundPair {
 fn bind_pair(ip: IpAddr, pair: PortPair) -> Result<(UdpSocket, UdpSocket), MediaError> {
     let bind = |port: u16| {
         let addr = SocketAddr::new(ip, port);
-        let socket = std::net::UdpSocket::bind(addr)
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .and_then(UdpSocket::from_std);
+        // Plain non-blocking sockets, not registered with tokio: the worker reads them at
+        // the call's slot, so an arrival costs no epoll event.
+        let socket = UdpSocket::bind(addr).and_then(|s| s.set_nonblocking(true).map(|()| s));
         socket.map_err(|source| MediaError::Bind { addr, source })
     };
     Ok((bind(pair.rtp())?, bind(pair.rtcp())?))
@@ -469,7 +507,7 @@ impl Reservation {
             ports,
             notices: notices_tx,
         }));
-        if let Err(mpsc::error::SendError(Command::Start(new))) = worker.commands.send(start) {
+        if let Err(std_mpsc::SendError(Command::Start(new))) = worker.commands.send(start) {
             worker.counters.calls.fetch_sub(1, Ordering::Relaxed);
             self.shared.release(new.ports.pair);
             return Err(MediaError::WorkerStopped);
@@ -501,7 +539,7 @@ pub struct CallMedia {
     call: CallKey,
     id: StreamId,
     local_port: u16,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: std_mpsc::Sender<Command>,
     prompts: Arc<PromptStore>,
     notices: mpsc::UnboundedReceiver<MediaNotice>,
     closed: bool,
@@ -718,8 +756,10 @@ struct CallState {
     dtmf: CallDtmf,
     recording: Option<ActiveRecording>,
     pair: PortPair,
-    rtp: Arc<UdpSocket>,
-    rtcp: Arc<UdpSocket>,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    /// Slots served, to read the RTCP socket every [`RTCP_POLL_SLOTS`].
+    slots: u32,
     notices: mpsc::UnboundedSender<MediaNotice>,
     /// Earliest deadline of the session and the DTMF receiver.
     timer_at: Option<Instant>,
@@ -730,15 +770,15 @@ struct Scratch {
     packet: Vec<u8>,
     frame: Vec<u8>,
     pcm: Vec<i16>,
-    /// One received datagram.
-    buf: Vec<u8>,
+    /// Datagrams received from one socket.
+    rx: RecvBatch,
 }
 
 struct Worker {
     index: usize,
     shared: std::sync::Weak<Shared>,
     config: MediaConfig,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: std_mpsc::Receiver<Command>,
     counters: Arc<WorkerCounters>,
     calls: HashMap<StreamId, CallState>,
     pacer: Pacer,
@@ -751,7 +791,7 @@ impl Worker {
     fn new(
         index: usize,
         shared: std::sync::Weak<Shared>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: std_mpsc::Receiver<Command>,
         counters: Arc<WorkerCounters>,
         epoch: Instant,
     ) -> Worker {
@@ -770,7 +810,7 @@ impl Worker {
             due: Vec::new(),
             scratch: Scratch {
                 packet: Vec::with_capacity(MAX_DATAGRAM),
-                buf: vec![0u8; MAX_DATAGRAM],
+                rx: RecvBatch::new(MAX_BATCH, MAX_DATAGRAM),
                 frame: vec![0; usize::from(MAX_PTIME_MS) * BYTES_PER_MS],
                 pcm: Vec::with_capacity(usize::from(MAX_PTIME_MS) * BYTES_PER_MS),
             },
@@ -778,27 +818,31 @@ impl Worker {
         }
     }
 
-    async fn run(mut self) {
+    /// The worker thread: sleep until the next slot or a command, take every waiting
+    /// command, serve the due slots. Ends when every command sender is gone.
+    fn run(mut self) {
         tracing::debug!(worker = self.index, "media worker started");
         loop {
-            let sleep_until = self
-                .pacer
-                .next_deadline()
-                .map(tokio::time::Instant::from_std);
-            tokio::select! {
-                biased;
-                command = self.commands.recv() => match command {
-                    Some(command) => self.command(command),
-                    None => break,
-                },
-                () = async {
-                    match sleep_until {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
+            let now = Instant::now();
+            let first = match self.pacer.next_deadline() {
+                Some(at) if at <= now => self.commands.try_recv().map_err(|e| match e {
+                    std_mpsc::TryRecvError::Empty => std_mpsc::RecvTimeoutError::Timeout,
+                    std_mpsc::TryRecvError::Disconnected => {
+                        std_mpsc::RecvTimeoutError::Disconnected
                     }
-                } => {}
+                }),
+                Some(at) => self.commands.recv_timeout(at - now),
+                None => self
+                    .commands
+                    .recv()
+                    .map_err(|_| std_mpsc::RecvTimeoutError::Disconnected),
+            };
+            match first {
+                Ok(command) => self.command(command),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            // Take everything else that is already waiting, without awaiting.
+            // Take everything else that is already waiting, without blocking.
             while let Ok(command) = self.commands.try_recv() {
                 self.command(command);
             }
@@ -953,8 +997,8 @@ impl Worker {
         }
         let mut media = MediaSession::new(self.session_config(id, &session), now);
         media.pause_media_timeout(!expects_rtp(&session));
-        let rtp = Arc::new(ports.rtp);
-        let rtcp = Arc::new(ports.rtcp);
+        let rtp = ports.rtp;
+        let rtcp = ports.rtcp;
         let mut state = CallState {
             call,
             law: law_of(session.codec),
@@ -967,6 +1011,7 @@ impl Worker {
             pair: ports.pair,
             rtp,
             rtcp,
+            slots: 0,
             notices,
             timer_at: None,
         };
@@ -1040,6 +1085,34 @@ impl Worker {
     }
 }
 
+/// `SCHED_FIFO` priority of real-time media workers: above every normal thread, low among
+/// real-time ones (kernel threads and audio servers use higher).
+#[cfg(target_os = "linux")]
+const REALTIME_PRIORITY: libc::c_int = 10;
+
+/// Put the calling thread under `SCHED_FIFO` (Linux; an error elsewhere). The kernel's
+/// real-time throttling (95 % of each second by default) still leaves time to the rest.
+fn set_realtime() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param {
+            sched_priority: REALTIME_PRIORITY,
+        };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "real-time scheduling is implemented for Linux only",
+    ))
+}
+
 fn frame_len(ptime: Duration) -> usize {
     // ptime is clamped to 10..=200 ms: at most 1600 bytes, the scratch frame's size.
     usize::try_from(ptime.as_millis()).unwrap_or(usize::from(MAX_PTIME_MS)) * BYTES_PER_MS
@@ -1051,32 +1124,34 @@ impl CallState {
         let _ = self.notices.send(notice);
     }
 
-    /// Read what the caller sent since the last slot (non-blocking, at most [`MAX_BATCH`]
-    /// datagrams per socket) and feed it to the session, DTMF and recording.
+    /// Read what the caller sent since the last slot (non-blocking, one `recvmmsg` of up
+    /// to [`MAX_BATCH`] datagrams, again only if it came back full; the RTCP socket every
+    /// [`RTCP_POLL_SLOTS`]) and feed it to the session, DTMF and recording.
     fn poll_sockets(&mut self, now: Instant, scratch: &mut Scratch) -> (u64, u64, u64) {
-        // Each datagram is handled straight from the buffer (taken out of `scratch` while
-        // `handle_packet` borrows the rest of it): no copy, no queue.
-        let mut buf = std::mem::take(&mut scratch.buf);
         let mut received = 0u64;
-        for kind in [PacketKind::Rtp, PacketKind::Rtcp] {
-            let socket = match kind {
-                PacketKind::Rtp => Arc::clone(&self.rtp),
-                PacketKind::Rtcp => Arc::clone(&self.rtcp),
-            };
-            for _ in 0..MAX_BATCH {
-                match socket.try_recv_from(&mut buf) {
-                    Ok((n, from)) => {
-                        received += 1;
-                        // n <= buf.len() (try_recv_from's contract).
-                        let bytes = buf.get(..n).unwrap_or_default();
-                        self.handle_packet(now, kind, from, bytes, scratch);
-                    }
-                    // WouldBlock clears readiness; other errors (ICMP reports) are skipped.
-                    Err(_) => break,
+        self.slots = self.slots.wrapping_add(1);
+        let kinds: &[PacketKind] = if self.slots.is_multiple_of(RTCP_POLL_SLOTS) {
+            &[PacketKind::Rtp, PacketKind::Rtcp]
+        } else {
+            &[PacketKind::Rtp]
+        };
+        for &kind in kinds {
+            loop {
+                let socket = match kind {
+                    PacketKind::Rtp => &self.rtp,
+                    PacketKind::Rtcp => &self.rtcp,
+                };
+                // Errors (an ICMP report of an earlier send) end this slot's reading.
+                let n = scratch.rx.recv(socket).unwrap_or(0);
+                for d in scratch.rx.iter() {
+                    received += 1;
+                    self.handle_packet(now, kind, d.from, d.bytes, &mut scratch.pcm);
+                }
+                if n < scratch.rx.capacity() {
+                    break;
                 }
             }
         }
-        scratch.buf = buf;
         if received == 0 {
             return (0, 0, 0);
         }
@@ -1139,7 +1214,7 @@ impl CallState {
             .session
             .send_audio(deadline, frame, marker, &mut scratch.packet)
         {
-            Ok(tx) => match self.rtp.try_send_to(&scratch.packet, tx.dest) {
+            Ok(tx) => match self.rtp.send_to(&scratch.packet, tx.dest) {
                 Ok(_) => counts.0 += 1,
                 Err(_) => counts.1 += 1,
             },
@@ -1154,7 +1229,7 @@ impl CallState {
         kind: PacketKind,
         from: SocketAddr,
         bytes: &[u8],
-        scratch: &mut Scratch,
+        pcm: &mut Vec<i16>,
     ) {
         match kind {
             PacketKind::Rtcp => self.session.handle_rtcp(at, from, bytes),
@@ -1175,9 +1250,9 @@ impl CallState {
                     rec.jitter.push(audio.seq, audio.ts, payload);
                 }
                 if inband {
-                    scratch.pcm.clear();
-                    self.law.decode(payload, &mut scratch.pcm);
-                    self.dtmf.handle_audio(at, &scratch.pcm);
+                    pcm.clear();
+                    self.law.decode(payload, pcm);
+                    self.dtmf.handle_audio(at, pcm);
                 }
             }
         }
@@ -1248,7 +1323,7 @@ impl CallState {
             if self.sdp.remote.is_none() {
                 continue; // on hold with a null address: nowhere to send
             }
-            match socket.try_send_to(&scratch.packet, tx.dest) {
+            match socket.send_to(&scratch.packet, tx.dest) {
                 Ok(_) => counts.0 += 1,
                 Err(_) => counts.1 += 1,
             }

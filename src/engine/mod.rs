@@ -32,6 +32,7 @@ pub mod media;
 pub mod records;
 pub mod sip;
 pub mod tcp;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -636,6 +636,7 @@ fn start_media(config: &Config, prompts: PromptStore) -> MediaWorkers {
         port_first: config.rtp.ports.first(),
         port_last: config.rtp.ports.last(),
         no_rtp_timeout: config.limits.no_rtp_timeout.get(),
+        realtime: config.rtp.realtime,
         seed: rand::random(),
         ..MediaConfig::default()
     };

@@ -1,7 +1,13 @@
-//! RTP tasks of the load tool: each owns one RTP/RTCP socket pair and drives the
+//! RTP threads of the load tool: each owns one RTP/RTCP socket pair and drives the
 //! [`MediaSession`]s of many calls from one [`Pacer`] (20 ms PCMU audio out, RFC 4733 key
 //! presses at scheduled times), and measures what the engine sends back (per call
 //! [`GapTracker`], one shared gap-error [`Histogram`]).
+//!
+//! A thread of its own, not a tokio task, with batched system calls
+//! ([`crate::engine::udp`]): at each wake-up it reads everything queued with `recvmmsg` and
+//! sends every due packet with one `sendmmsg`, so the tool costs far less CPU than the
+//! engine it loads. Arrival times are the kernel's (`SO_TIMESTAMPNS`), so a late wake-up
+//! of the tool does not show as jitter of the engine.
 //!
 //! Incoming RTP is matched to its call by source address: the engine sends each call's
 //! media from the port it put in its SDP answer.
@@ -11,10 +17,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use super::histogram::Histogram;
 use super::measure::{GapTracker, RtpHeader};
+use crate::engine::udp::{self, RecvBatch, SendBatch};
 use crate::media::dtmf::Digit;
 use crate::media::g711::linear_to_ulaw;
 use crate::media::pacer::Pacer;
@@ -116,89 +122,170 @@ fn audio_frames() -> Vec<[u8; 160]> {
 /// must not overflow its receive buffer and count as loss against the engine.
 pub const SOCKET_BUFFER: usize = 4 << 20;
 
-/// A non-blocking tokio UDP socket bound to `addr` with [`SOCKET_BUFFER`]-sized buffers.
-pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// Datagrams taken from the RTP socket per `recvmmsg`.
+const RECV_BATCH: usize = 64;
+/// Longest wait between two reads of the sockets (the pacer usually wakes sooner).
+const MAX_WAIT: Duration = Duration::from_millis(2);
+
+fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps the sizes at its maxima.
+    // Best effort: the kernel caps the sizes at its maxima (SO_*BUFFORCE first, which
+    // works when the tool runs with CAP_NET_ADMIN).
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    UdpSocket::from_std(sock.into())
+    Ok(sock.into())
 }
 
-/// Bind an RTP socket on an even port of `ip` with its RTCP socket on the next port.
-pub async fn bind_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+/// A non-blocking tokio UDP socket bound to `addr` with [`SOCKET_BUFFER`]-sized buffers.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    UdpSocket::from_std(bind_std(addr)?)
+}
+
+/// Bind an RTP socket on an even port of `ip` with its RTCP socket on the next port
+/// (plain non-blocking sockets, for an RTP thread). The RTP socket stamps each datagram
+/// with the kernel's arrival time, so the gap error measured does not include the load
+/// tool's own delay in reading it.
+pub fn bind_pair(
+    ip: std::net::IpAddr,
+) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
     let mut last_err = None;
     for _ in 0..64 {
-        let rtp = bind_udp(SocketAddr::new(ip, 0))?;
+        let rtp = bind_std(SocketAddr::new(ip, 0))?;
         let port = rtp.local_addr()?.port();
         if port % 2 != 0 || port == u16::MAX {
             continue;
         }
-        match bind_udp(SocketAddr::new(ip, port + 1)) {
-            Ok(rtcp) => return Ok((rtp, rtcp)),
+        match bind_std(SocketAddr::new(ip, port + 1)) {
+            Ok(rtcp) => {
+                // Without stamps (not Linux) arrival falls back to the read time.
+                let _ = udp::enable_rx_timestamps(&rtp);
+                return Ok((rtp, rtcp));
+            }
             Err(e) => last_err = Some(e),
         }
     }
     Err(last_err.unwrap_or_else(|| std::io::Error::other("no free even/odd port pair")))
 }
 
-/// One RTP task: runs until `commands` closes and every call has been stopped.
-pub async fn run_media(
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
-    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
+/// Maps kernel arrival stamps (wall clock) onto the monotonic clock the trackers use.
+struct Clock {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    fn instant(&self, stamp: Option<SystemTime>, read_at: Instant) -> Instant {
+        let Some(stamp) = stamp else {
+            return read_at;
+        };
+        let at = match stamp.duration_since(self.wall) {
+            Ok(after) => self.mono.checked_add(after),
+            Err(e) => self.mono.checked_sub(e.duration()),
+        };
+        // A stamp can never be later than the read; a stepped wall clock could make it so.
+        at.map_or(read_at, |at| at.min(read_at))
+    }
+}
+
+/// The sockets and outgoing batches of one RTP thread.
+struct Io {
+    rtp: std::net::UdpSocket,
+    rtcp: std::net::UdpSocket,
+    rtp_out: SendBatch,
+    rtcp_out: SendBatch,
+}
+
+impl Io {
+    fn queue(&mut self, t: Transmit, bytes: &[u8], totals: &mut MediaTotals) {
+        match t.kind {
+            PacketKind::Rtp => {
+                totals.packets_sent += 1;
+                self.rtp_out.push(bytes, t.dest);
+            }
+            PacketKind::Rtcp => self.rtcp_out.push(bytes, t.dest),
+        }
+    }
+
+    fn flush(&mut self, totals: &mut MediaTotals) {
+        let (_, rtp_failed) = self.rtp_out.flush(&self.rtp);
+        let (_, rtcp_failed) = self.rtcp_out.flush(&self.rtcp);
+        totals.packets_sent -= rtp_failed.min(totals.packets_sent);
+        totals.send_errors += rtp_failed + rtcp_failed;
+    }
+}
+
+/// One RTP thread: runs until `commands` closes and every call has been stopped. Each
+/// wake-up reads everything queued (`recvmmsg`), serves the due 20 ms slots and sends what
+/// they produced in one `sendmmsg` per socket.
+pub fn run_media(
+    rtp: std::net::UdpSocket,
+    rtcp: std::net::UdpSocket,
+    commands: std::sync::mpsc::Receiver<MediaCommand>,
 ) -> MediaTotals {
+    use std::sync::mpsc::RecvTimeoutError;
+
     let frames = audio_frames();
     let ptime = Duration::from_millis(20);
+    let clock = Clock::new();
     let mut pacer: Pacer<u32> = Pacer::new();
     let mut calls: HashMap<u32, CallMedia> = HashMap::new();
     let mut by_addr: HashMap<SocketAddr, u32> = HashMap::new();
     let mut totals = MediaTotals::default();
-    let mut rx_buf = vec![0u8; 2048];
-    let mut rtcp_buf = vec![0u8; 2048];
+    let mut rtp_in = RecvBatch::new(RECV_BATCH, 2048);
+    let mut rtcp_in = RecvBatch::new(8, 2048);
     let mut tx_buf: Vec<u8> = Vec::with_capacity(1500);
+    let mut io = Io {
+        rtp,
+        rtcp,
+        rtp_out: SendBatch::new(),
+        rtcp_out: SendBatch::new(),
+    };
     let mut open = true;
 
     loop {
         if !open && calls.is_empty() {
             break;
         }
-        let next = pacer.next_deadline();
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending::<()>().await,
+        // Wait for the next slot (or a command), at most MAX_WAIT.
+        let now = Instant::now();
+        let wait = pacer
+            .next_deadline()
+            .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+        let mut command = if !open {
+            std::thread::sleep(wait);
+            None
+        } else if wait.is_zero() {
+            commands.try_recv().ok()
+        } else {
+            match commands.recv_timeout(wait) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
             }
         };
-        tokio::select! {
-            biased;
-            res = rtp.recv_from(&mut rx_buf) => {
-                let mut res = res;
-                loop {
-                    let now = Instant::now();
-                    if let Ok((n, from)) = res {
-                        receive(&mut calls, &by_addr, &mut totals, from, rx_buf.get(..n).unwrap_or(&[]), now);
-                    }
-                    res = rtp.try_recv_from(&mut rx_buf);
-                    if matches!(&res, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
-                        break;
-                    }
-                }
-            }
-            res = rtcp.recv_from(&mut rtcp_buf) => {
-                if let Ok((n, from)) = res
-                    && let Some(id) = by_addr.get(&SocketAddr::new(from.ip(), from.port().wrapping_sub(1)))
-                    && let Some(c) = calls.get_mut(id)
-                {
-                    c.session.handle_rtcp(Instant::now(), from, rtcp_buf.get(..n).unwrap_or(&[]));
-                }
-            }
-            cmd = commands.recv(), if open => match cmd {
-                None => open = false,
-                Some(MediaCommand::Start { call, remote, payload_type, event_payload_type, seed, keys }) => {
+        while let Some(cmd) = command.take() {
+            match cmd {
+                MediaCommand::Start {
+                    call,
+                    remote,
+                    payload_type,
+                    event_payload_type,
+                    seed,
+                    keys,
+                } => {
                     let now = Instant::now();
                     let mut config = SessionConfig::new(seed, remote);
                     config.audio_payload_type = payload_type;
@@ -216,46 +303,85 @@ pub async fn run_media(
                         by_addr.insert(remote, call);
                         let mut tracker = GapTracker::default();
                         tracker.set_audio_payload_type(payload_type);
-                        calls.insert(call, CallMedia {
-                            remote,
-                            session: MediaSession::new(config, now),
-                            tracker,
-                            answered_at: now,
-                            keys,
-                            next_key: 0,
-                            key: KeyState::Idle,
-                            frame: 0,
-                        });
+                        calls.insert(
+                            call,
+                            CallMedia {
+                                remote,
+                                session: MediaSession::new(config, now),
+                                tracker,
+                                answered_at: now,
+                                keys,
+                                next_key: 0,
+                                key: KeyState::Idle,
+                                frame: 0,
+                            },
+                        );
                     }
                 }
-                Some(MediaCommand::Stop { call }) => {
+                MediaCommand::Stop { call } => {
                     pacer.remove(call);
                     if let Some(mut c) = calls.remove(&call) {
                         by_addr.remove(&c.remote);
                         c.session.close();
-                        flush(&mut c.session, &rtp, &rtcp, &mut tx_buf, &mut totals);
+                        flush(&mut c.session, &mut io, &mut tx_buf, &mut totals);
                         finish(&c, &mut totals);
                     }
                 }
-            },
-            _ = sleep => {
-                let now = Instant::now();
-                let wall = SystemTime::now();
-                while let Some(due) = pacer.pop_due(now) {
-                    totals.skipped_slots += u64::from(due.skipped);
-                    let Some(c) = calls.get_mut(&due.stream) else { continue };
-                    tx_buf.clear();
-                    if let Some(t) = slot(c, due.deadline, &frames, &mut tx_buf, &mut totals) {
-                        send(&rtp, &rtcp, t, &tx_buf, &mut totals);
-                    }
-                    if c.session.poll_timeout().is_some_and(|d| d <= now) {
-                        c.session.handle_timeout(now, wall);
-                    }
-                    flush(&mut c.session, &rtp, &rtcp, &mut tx_buf, &mut totals);
+            }
+            if open {
+                match commands.try_recv() {
+                    Ok(c) => command = Some(c),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => open = false,
                 }
             }
         }
+
+        // Everything queued on the sockets, stamped by the kernel on arrival.
+        loop {
+            let n = rtp_in.recv(&io.rtp).unwrap_or(0);
+            let read_at = Instant::now();
+            for d in rtp_in.iter() {
+                let at = clock.instant(d.stamp, read_at);
+                receive(&mut calls, &by_addr, &mut totals, d.from, d.bytes, at);
+            }
+            if n < rtp_in.capacity() {
+                break;
+            }
+        }
+        while rtcp_in.recv(&io.rtcp).unwrap_or(0) > 0 {
+            let now = Instant::now();
+            for d in rtcp_in.iter() {
+                let from = d.from;
+                if let Some(id) =
+                    by_addr.get(&SocketAddr::new(from.ip(), from.port().wrapping_sub(1)))
+                    && let Some(c) = calls.get_mut(id)
+                {
+                    c.session.handle_rtcp(now, from, d.bytes);
+                }
+            }
+        }
+
+        // The due slots, sent together.
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        while let Some(due) = pacer.pop_due(now) {
+            totals.skipped_slots += u64::from(due.skipped);
+            let Some(c) = calls.get_mut(&due.stream) else {
+                continue;
+            };
+            tx_buf.clear();
+            if let Some(t) = slot(c, due.deadline, &frames, &mut tx_buf, &mut totals) {
+                io.queue(t, &tx_buf, &mut totals);
+            }
+            if c.session.poll_timeout().is_some_and(|d| d <= now) {
+                c.session.handle_timeout(now, wall);
+            }
+            flush(&mut c.session, &mut io, &mut tx_buf, &mut totals);
+        }
+        io.flush(&mut totals);
     }
+    io.flush(&mut totals);
     totals
 }
 
@@ -324,31 +450,13 @@ fn slot(
     c.session.send_audio(at, frame, first, out).ok()
 }
 
-fn send(rtp: &UdpSocket, rtcp: &UdpSocket, t: Transmit, bytes: &[u8], totals: &mut MediaTotals) {
-    let sock = match t.kind {
-        PacketKind::Rtp => rtp,
-        PacketKind::Rtcp => rtcp,
-    };
-    match sock.try_send_to(bytes, t.dest) {
-        Ok(_) if t.kind == PacketKind::Rtp => totals.packets_sent += 1,
-        Ok(_) => {}
-        Err(_) => totals.send_errors += 1,
-    }
-}
-
-fn flush(
-    session: &mut MediaSession,
-    rtp: &UdpSocket,
-    rtcp: &UdpSocket,
-    buf: &mut Vec<u8>,
-    totals: &mut MediaTotals,
-) {
+fn flush(session: &mut MediaSession, io: &mut Io, buf: &mut Vec<u8>, totals: &mut MediaTotals) {
     loop {
         buf.clear();
         let Some(t) = session.poll_transmit(buf) else {
             break;
         };
-        send(rtp, rtcp, t, buf, totals);
+        io.queue(t, buf, totals);
     }
     while session.poll_event().is_some() {}
 }

@@ -7,10 +7,11 @@
 //! hold longer than the ramp; "1,000 calls/s for 30 s" is `rate = 1000, calls = 30000`.
 //!
 //! Tasks (not one per call): one SIP task (`sip`) with every call's transactions in one
-//! table keyed by Call-ID and one deadline heap; `rtp_tasks` RTP tasks (`media`), each with
-//! one RTP/RTCP socket pair and one [`crate::media::pacer::Pacer`] driving its calls'
+//! table keyed by Call-ID and one deadline heap; `rtp_tasks` RTP threads (`media`), each
+//! with one RTP/RTCP socket pair and one [`crate::media::pacer::Pacer`] driving its calls'
 //! [`crate::media::session::MediaSession`]s (20 ms PCMU out, RFC 4733 key presses at the
-//! configured offsets after answer); one sampler of the engine's `/proc` figures.
+//! configured offsets after answer) with batched `sendmmsg`/`recvmmsg` and the kernel's
+//! arrival timestamps; one sampler of the engine's `/proc` figures.
 //!
 //! Measured: calls attempted / answered / failed (by SIP code, 408 for no final
 //! response), INVITE-to-200 setup latency, per call received packets and loss from
@@ -42,8 +43,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
 
 pub use cli::{LoadArgs, cli_load};
 pub use report::{CallFigures, EngineFigures, LoadReport, MediaFigures, Percentiles};
@@ -82,7 +81,7 @@ pub struct LoadConfig {
     pub hold: Duration,
     /// Keys to press (RFC 4733), at offsets after answer.
     pub keys: Vec<(Duration, Digit)>,
-    /// RTP tasks (each one socket pair and one pacer).
+    /// RTP threads (each one socket pair and one pacer).
     pub rtp_tasks: usize,
     /// The engine's PID, to sample its CPU time and memory from /proc.
     pub engine_pid: Option<u32>,
@@ -91,7 +90,7 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// 20 calls at 100 calls/s held 2 s, to user `1000`, from 127.0.0.1, 2 RTP tasks.
+    /// 20 calls at 100 calls/s held 2 s, to user `1000`, from 127.0.0.1, 2 RTP threads.
     pub fn new(target: SocketAddr) -> Self {
         LoadConfig {
             target,
@@ -184,14 +183,16 @@ async fn run_inner(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     let mut media_local = Vec::new();
     let mut media_tasks = Vec::new();
     for _ in 0..cfg.rtp_tasks.clamp(1, 16) {
-        let (rtp, rtcp) = media::bind_pair(cfg.local_ip)
-            .await
-            .map_err(|e| bind_err("RTP", e))?;
+        let (rtp, rtcp) = media::bind_pair(cfg.local_ip).map_err(|e| bind_err("RTP", e))?;
         let local = rtp.local_addr().map_err(|e| bind_err("RTP", e))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("load-rtp-{}", media_tasks.len()))
+            .spawn(move || media::run_media(rtp, rtcp, rx))
+            .map_err(|e| bind_err("RTP", e))?;
         media_tx.push(tx);
         media_local.push(local);
-        media_tasks.push(tokio::spawn(media::run_media(rtp, rtcp, rx)));
+        media_tasks.push(thread);
     }
 
     let self_pid = std::process::id();
@@ -227,7 +228,7 @@ async fn run_inner(cfg: &LoadConfig) -> Result<LoadReport, LoadError> {
     drop(media_tx);
     let mut media = MediaTotals::default();
     for t in media_tasks {
-        if let Ok(m) = t.await {
+        if let Ok(Ok(m)) = tokio::task::spawn_blocking(move || t.join()).await {
             media.merge(&m);
         }
     }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use super::LoadConfig;
 use super::histogram::Histogram;
@@ -81,7 +80,7 @@ struct Uac<'a> {
     calls: Vec<Call>,
     by_call_id: HashMap<String, u32>,
     heap: BinaryHeap<Reverse<(Instant, u32)>>,
-    media: &'a [mpsc::UnboundedSender<MediaCommand>],
+    media: &'a [std::sync::mpsc::Sender<MediaCommand>],
     media_local: &'a [SocketAddr],
     active: Arc<AtomicUsize>,
     totals: SipTotals,
@@ -92,7 +91,7 @@ struct Uac<'a> {
 pub async fn run_sip(
     cfg: &LoadConfig,
     sock: &UdpSocket,
-    media: &[mpsc::UnboundedSender<MediaCommand>],
+    media: &[std::sync::mpsc::Sender<MediaCommand>],
     media_local: &[SocketAddr],
     active: Arc<AtomicUsize>,
 ) -> SipTotals {
