@@ -50,11 +50,11 @@
 //! ## Receiving: read at each call's own slot, no task and no epoll
 //! The sockets are plain non-blocking `std` sockets, not registered with tokio: an arrival
 //! costs no epoll event and wakes nobody. Every answered call has a 20 ms slot, so the
-//! worker reads the call's RTP socket there with one `recvmmsg` ([`super::udp`], up to 16
-//! datagrams, again only if it came back full), and its RTCP socket every tenth slot
-//! (RTCP comes every few seconds), just before sending the call's next frame. A packet
-//! waits at most one ptime in the kernel buffer, which is harmless for latching, DTMF,
-//! RTCP and the media timeout. Earlier designs, measured (bench/README.md): a receive task
+//! worker reads the call's RTP socket at every second slot with one `recvmmsg`
+//! ([`super::udp`], up to 16 datagrams, again only if it came back full; every slot while
+//! recording), and its RTCP socket every tenth slot (RTCP comes every few seconds), just
+//! before sending the call's next frame. A packet waits at most two ptimes in the kernel
+//! buffer, which is harmless for latching, DTMF, RTCP and the media timeout. Earlier designs, measured (bench/README.md): a receive task
 //! per call (1,000 calls: 51 % of a core), then tokio-registered sockets read at the slot
 //! (42 %, then 68 % at 2,000 calls on the first machine); the epoll events those sockets
 //! raised also cost the *sender* a wake-up per packet. Hang-up drops the sockets with the
@@ -113,6 +113,10 @@ const MAX_DATAGRAM: usize = 2048;
 /// Datagrams taken from a call's RTP socket per `recvmmsg` (one call per slot, more only
 /// when this many were waiting).
 const MAX_BATCH: usize = 16;
+/// The RTP socket is read every this many slots (every slot while recording): one
+/// `recvmmsg` then takes two packets, which halves the per-call read calls (measured in
+/// bench/README.md); 40 ms is nothing to latching, DTMF or the media timeout.
+const RTP_POLL_SLOTS: u32 = 2;
 /// The RTCP socket is read every this many slots (RTCP comes every few seconds).
 const RTCP_POLL_SLOTS: u32 = 10;
 /// Bind attempts per reservation when a pair is taken by another program.
@@ -1124,16 +1128,20 @@ impl CallState {
         let _ = self.notices.send(notice);
     }
 
-    /// Read what the caller sent since the last slot (non-blocking, one `recvmmsg` of up
-    /// to [`MAX_BATCH`] datagrams, again only if it came back full; the RTCP socket every
-    /// [`RTCP_POLL_SLOTS`]) and feed it to the session, DTMF and recording.
+    /// Read what the caller sent since the last read (non-blocking, one `recvmmsg` of up
+    /// to [`MAX_BATCH`] datagrams, again only if it came back full; the RTP socket every
+    /// [`RTP_POLL_SLOTS`], the RTCP socket every [`RTCP_POLL_SLOTS`]) and feed it to the
+    /// session, DTMF and recording.
     fn poll_sockets(&mut self, now: Instant, scratch: &mut Scratch) -> (u64, u64, u64) {
         let mut received = 0u64;
         self.slots = self.slots.wrapping_add(1);
-        let kinds: &[PacketKind] = if self.slots.is_multiple_of(RTCP_POLL_SLOTS) {
-            &[PacketKind::Rtp, PacketKind::Rtcp]
-        } else {
-            &[PacketKind::Rtp]
+        let rtp = self.recording.is_some() || self.slots.is_multiple_of(RTP_POLL_SLOTS);
+        let rtcp = self.slots.is_multiple_of(RTCP_POLL_SLOTS);
+        let kinds: &[PacketKind] = match (rtp, rtcp) {
+            (true, true) => &[PacketKind::Rtp, PacketKind::Rtcp],
+            (true, false) => &[PacketKind::Rtp],
+            (false, true) => &[PacketKind::Rtcp],
+            (false, false) => &[],
         };
         for &kind in kinds {
             loop {

@@ -182,6 +182,34 @@ pub fn enable_rx_timestamps(socket: &UdpSocket) -> io::Result<()> {
     }
 }
 
+/// Ask for `bytes` of kernel receive buffer on `socket` beyond `net.core.rmem_max` when the
+/// process may (`SO_RCVBUFFORCE`, CAP_NET_ADMIN); otherwise the ordinary, capped request.
+/// Returns the size the kernel reports afterwards (it doubles the request for overhead).
+pub fn force_recv_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(socket);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        // SAFETY: a valid socket fd, a pointer to a c_int and its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            sock.set_recv_buffer_size(bytes)?;
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    sock.set_recv_buffer_size(bytes)?;
+    sock.recv_buffer_size()
+}
+
 #[cfg(not(target_os = "linux"))]
 mod portable {
     use super::*;
@@ -567,6 +595,18 @@ mod tests {
         let got = wait_for(&mut RecvBatch::new(4, 64), &b, 2);
         let bodies: Vec<_> = got.into_iter().map(|(bytes, _)| bytes).collect();
         assert_eq!(bodies, vec![b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[test]
+    fn a_receive_buffer_can_be_asked_for() {
+        let (a, _) = pair();
+        let after = force_recv_buffer(&a, 8 << 20).unwrap();
+        // Forced past the cap (root, CAP_NET_ADMIN) or capped at net.core.rmem_max.
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        assert!(after >= (8 << 20).min(cap), "got {after}, cap {cap}");
     }
 
     #[cfg(target_os = "linux")]

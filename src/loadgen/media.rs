@@ -121,6 +121,10 @@ fn audio_frames() -> Vec<[u8; 160]> {
 /// wmem_max): one socket carries thousands of calls, and a short stall of the load tool
 /// must not overflow its receive buffer and count as loss against the engine.
 pub const SOCKET_BUFFER: usize = 4 << 20;
+/// Receive buffer of an RTP socket, forced past rmem_max when the tool may
+/// (`SO_RCVBUFFORCE`): 64 MiB hold about a second of 3,000 calls' audio, so the engine's
+/// real-time workers can starve the tool for that long without a packet lost to it.
+pub const RTP_RECV_BUFFER: usize = 64 << 20;
 
 /// Datagrams taken from the RTP socket per `recvmmsg`.
 const RECV_BATCH: usize = 64;
@@ -162,6 +166,7 @@ pub fn bind_pair(
             Ok(rtcp) => {
                 // Without stamps (not Linux) arrival falls back to the read time.
                 let _ = udp::enable_rx_timestamps(&rtp);
+                let _ = udp::force_recv_buffer(&rtp, RTP_RECV_BUFFER);
                 return Ok((rtp, rtcp));
             }
             Err(e) => last_err = Some(e),
