@@ -11,8 +11,10 @@
 //! Each thread's CPU time comes from `getrusage(RUSAGE_THREAD)`. The report gives, per side,
 //! microseconds of CPU per packet sent-and-received and the cores N calls need.
 //!
-//! Run: `cargo bench --bench udp_floor -- [calls] [seconds] [connected]` (default 1000
-//! calls, 10 s; `connected`: the engine's sockets `connect()` to the caller and `send()`).
+//! Run: `cargo bench --bench udp_floor -- [calls] [seconds] [connected] [read2]` (default
+//! 1000 calls, 10 s; `connected`: the engine's sockets `connect()` to the caller and
+//! `send()`; `read2`: the engine reads each socket every second slot with one `recvmmsg`,
+//! as `engine/media.rs` does, instead of one `recv_from` per slot).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -68,7 +70,10 @@ fn main() {
     let calls: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let secs: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     // "connected": the engine sockets connect() to the caller and use send().
-    let connected = args.get(2).is_some_and(|a| a == "connected");
+    let connected = args.iter().skip(2).any(|a| a == "connected");
+    // "read2": the engine reads each socket every second slot with one recvmmsg (as the
+    // engine does) instead of one recv_from per slot.
+    let read2 = args.iter().skip(2).any(|a| a == "read2");
     let run_for = Duration::from_secs(secs);
 
     let engine_socks: Vec<UdpSocket> = (0..calls).map(|_| bind()).collect();
@@ -91,6 +96,8 @@ fn main() {
         std::thread::spawn(move || {
             let payload = [0x55u8; PACKET];
             let mut buf = [0u8; 2048];
+            let mut batch = RecvBatch::new(16, 2048);
+            let mut period = 0u64;
             let (mut sent, mut received) = (0u64, 0u64);
             let cpu0 = thread_cpu();
             let mut tick = start;
@@ -102,7 +109,11 @@ fn main() {
                     if i % 20 != slot {
                         continue;
                     }
-                    if s.recv_from(&mut buf).is_ok() {
+                    if read2 {
+                        if (period + i as u64).is_multiple_of(2) {
+                            received += batch.recv(s).unwrap_or(0) as u64;
+                        }
+                    } else if s.recv_from(&mut buf).is_ok() {
                         received += 1;
                     }
                     let ok = if connected {
@@ -115,6 +126,9 @@ fn main() {
                     }
                 }
                 slot = (slot + 1) % 20;
+                if slot == 0 {
+                    period += 1;
+                }
                 tick += TICK;
             }
             Side {

@@ -114,8 +114,8 @@ const MAX_DATAGRAM: usize = 2048;
 /// when this many were waiting).
 const MAX_BATCH: usize = 16;
 /// The RTP socket is read every this many slots (every slot while recording): one
-/// `recvmmsg` then takes two packets, which halves the per-call read calls (measured in
-/// bench/README.md); 40 ms is nothing to latching, DTMF or the media timeout.
+/// `recvmmsg` then takes two packets, which halves the per-call read calls (a small gain,
+/// measured in bench/README.md); 40 ms is nothing to latching, DTMF or the media timeout.
 const RTP_POLL_SLOTS: u32 = 2;
 /// The RTCP socket is read every this many slots (RTCP comes every few seconds).
 const RTCP_POLL_SLOTS: u32 = 10;

@@ -45,6 +45,10 @@ const COMMAND_CAPACITY: usize = 1024;
 const CALL_EVENT_CAPACITY: usize = 32;
 /// Capacity of each TCP connection's write channel.
 const CONN_WRITE_CAPACITY: usize = 64;
+/// Kernel receive buffer asked for the SIP UDP socket: about 8,000 queued messages, a few
+/// seconds of 1,000 new calls/s. Forced past `net.core.rmem_max` when the engine may
+/// (CAP_NET_ADMIN), else capped there.
+const SIP_UDP_RECV_BUFFER: usize = 8 << 20;
 /// How long connection tasks get to flush their last writes at shutdown.
 const CONN_FLUSH: Duration = Duration::from_millis(500);
 
@@ -92,6 +96,14 @@ impl Sockets {
             } else {
                 None
             };
+            if let Some(s) = &udp {
+                // Room for a burst: the SIP task may be busy (or, beside real-time media
+                // threads, descheduled) for a moment; a full buffer drops INVITEs, which
+                // then come back only after the caller's 0.5 s, 1 s, 2 s... retransmissions.
+                if let Err(e) = super::udp::force_recv_buffer(s, SIP_UDP_RECV_BUFFER) {
+                    tracing::warn!(error = %e, "cannot size the SIP UDP receive buffer");
+                }
+            }
             let addr = match &udp {
                 Some(s) => s.local_addr().map_err(|source| EngineError::Bind {
                     what: "SIP UDP",

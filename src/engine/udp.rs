@@ -185,7 +185,7 @@ pub fn enable_rx_timestamps(socket: &UdpSocket) -> io::Result<()> {
 /// Ask for `bytes` of kernel receive buffer on `socket` beyond `net.core.rmem_max` when the
 /// process may (`SO_RCVBUFFORCE`, CAP_NET_ADMIN); otherwise the ordinary, capped request.
 /// Returns the size the kernel reports afterwards (it doubles the request for overhead).
-pub fn force_recv_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
+pub fn force_recv_buffer(socket: &impl std::os::fd::AsFd, bytes: usize) -> io::Result<usize> {
     let sock = socket2::SockRef::from(socket);
     #[cfg(target_os = "linux")]
     {
@@ -194,7 +194,7 @@ pub fn force_recv_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> 
         // SAFETY: a valid socket fd, a pointer to a c_int and its exact size.
         let rc = unsafe {
             libc::setsockopt(
-                socket.as_raw_fd(),
+                socket.as_fd().as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVBUFFORCE,
                 (&size as *const libc::c_int).cast(),
