@@ -50,6 +50,36 @@ fn bind() -> UdpSocket {
     s.into()
 }
 
+/// Run `tick(slot, period)` every millisecond from `first` until `stop`, where `slot` is
+/// the millisecond within the 20 ms period; it returns (sent, received).
+fn ticking(
+    stop: &AtomicBool,
+    first: Instant,
+    mut tick: impl FnMut(usize, u64) -> (u64, u64),
+) -> Side {
+    let (mut sent, mut received) = (0u64, 0u64);
+    let cpu0 = thread_cpu();
+    let mut at = first;
+    let (mut slot, mut period) = (0usize, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let (s, r) = tick(slot, period);
+        sent += s;
+        received += r;
+        slot = (slot + 1) % 20;
+        if slot == 0 {
+            period += 1;
+        }
+        at += TICK;
+    }
+    Side {
+        cpu: thread_cpu() - cpu0,
+        sent,
+        received,
+        wall: first.elapsed(),
+    }
+}
+
 struct Side {
     cpu: Duration,
     sent: u64,
@@ -97,13 +127,8 @@ fn main() {
             let payload = [0x55u8; PACKET];
             let mut buf = [0u8; 2048];
             let mut batch = RecvBatch::new(16, 2048);
-            let mut period = 0u64;
-            let (mut sent, mut received) = (0u64, 0u64);
-            let cpu0 = thread_cpu();
-            let mut tick = start;
-            let mut slot = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+            ticking(&stop, start, move |slot, period| {
+                let (mut sent, mut received) = (0u64, 0u64);
                 // Calls whose slot is this millisecond of the 20 ms period.
                 for (i, s) in engine_socks.iter().enumerate() {
                     if i % 20 != slot {
@@ -125,18 +150,8 @@ fn main() {
                         sent += 1;
                     }
                 }
-                slot = (slot + 1) % 20;
-                if slot == 0 {
-                    period += 1;
-                }
-                tick += TICK;
-            }
-            Side {
-                cpu: thread_cpu() - cpu0,
-                sent,
-                received,
-                wall: start.elapsed(),
-            }
+                (sent, received)
+            })
         })
     };
     let load = {
@@ -145,18 +160,14 @@ fn main() {
             let payload = [0xAAu8; PACKET];
             let mut rx = RecvBatch::new(64, 2048);
             let mut tx = SendBatch::new();
-            let (mut sent, mut received) = (0u64, 0u64);
-            let cpu0 = thread_cpu();
-            let mut tick = start + Duration::from_micros(500);
-            let mut slot = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+            ticking(&stop, start + Duration::from_micros(500), move |slot, _| {
                 for (i, a) in engine_addrs.iter().enumerate() {
                     if i % 20 == slot {
                         tx.push(&payload, *a);
                     }
                 }
-                sent += tx.flush(&caller).0;
+                let sent = tx.flush(&caller).0;
+                let mut received = 0u64;
                 loop {
                     let n = rx.recv(&caller).unwrap_or(0);
                     received += n as u64;
@@ -164,15 +175,8 @@ fn main() {
                         break;
                     }
                 }
-                slot = (slot + 1) % 20;
-                tick += TICK;
-            }
-            Side {
-                cpu: thread_cpu() - cpu0,
-                sent,
-                received,
-                wall: start.elapsed(),
-            }
+                (sent, received)
+            })
         })
     };
     std::thread::sleep(run_for + Duration::from_millis(50));
