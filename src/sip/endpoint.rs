@@ -294,6 +294,9 @@ pub struct Endpoint {
     pub(super) dialogs: HashMap<DialogId, CallKey>,
     /// Calls by the INVITE's (Call-ID, From tag, CSeq), to spot merged requests (482).
     pub(super) merge_index: HashMap<super::uas::MergeKey, CallKey>,
+    /// Each call's earliest deadline (2xx retransmission, give-up, early timeout, maximum
+    /// duration), kept by `refresh_call_timer` wherever one changes.
+    pub(super) call_timers: Deadlines<CallKey>,
     pub(super) registrar: Option<Registrar>,
 }
 
@@ -327,6 +330,7 @@ impl Endpoint {
             client_timers: Deadlines::default(),
             calls: HashMap::new(),
             merge_index: HashMap::new(),
+            call_timers: Deadlines::default(),
             dialogs: HashMap::new(),
         }
     }
@@ -347,19 +351,27 @@ impl Endpoint {
 
     /// The earliest deadline over all transactions and dialogs.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Transactions (possibly many) through their deadline heaps; calls (at most
-        // `max_calls`) by a scan.
-        let calls = self.calls.values().filter_map(Call::poll_timeout);
+        // Transactions and calls through their deadline heaps (a heap may be early, never
+        // late: checked against a scan of every call in debug builds, so every test run
+        // verifies that no change of a call's deadline was missed).
         let registrar = self.registrar.as_ref().and_then(Registrar::poll_timeout);
-        [
+        let next = [
             self.server_timers.next(),
             self.client_timers.next(),
+            self.call_timers.next(),
             registrar,
         ]
         .into_iter()
         .flatten()
-        .chain(calls)
-        .min()
+        .min();
+        #[cfg(debug_assertions)]
+        if let Some(scanned) = self.calls.values().filter_map(Call::poll_timeout).min() {
+            debug_assert!(
+                next.is_some_and(|n| n <= scanned),
+                "a call deadline was not refreshed: heap {next:?}, scan {scanned:?}"
+            );
+        }
+        next
     }
 
     /// Counters so far.

@@ -241,6 +241,7 @@ impl Endpoint {
                 answer_in_ack,
             });
         }
+        self.refresh_call_timer(call);
     }
 
     /// Our offer for a re-INVITE without SDP; the `o=` version moves only when it differs
@@ -424,6 +425,7 @@ impl Endpoint {
                 answer_in_ack,
             });
         }
+        self.refresh_call_timer(call);
         self.out
             .push_back(Output::Event(Event::Answered { call, session }));
     }
@@ -460,12 +462,25 @@ impl Endpoint {
         if let Some(c) = self.calls.remove(&call) {
             self.dialogs.remove(c.dialog.id());
             self.merge_index.remove(&c.merge_key);
+            self.call_timers.set(&call, None);
             self.out
                 .push_back(Output::Event(Event::Ended { call, reason }));
         }
     }
 
+    /// Record `call`'s current earliest deadline (none once it is gone).
+    pub(super) fn refresh_call_timer(&mut self, call: CallKey) {
+        let at = self.calls.get(&call).and_then(Call::poll_timeout);
+        self.call_timers.set(&call, at);
+    }
+
+    /// A call deadline came (`on_timeout`): act on what is due, then record the next one.
     pub(super) fn call_timeout(&mut self, now: Instant, call: CallKey) {
+        self.call_timeout_inner(now, call);
+        self.refresh_call_timer(call);
+    }
+
+    fn call_timeout_inner(&mut self, now: Instant, call: CallKey) {
         let t2 = self.config.timers.t2;
         let Some(c) = self.calls.get_mut(&call) else {
             return;

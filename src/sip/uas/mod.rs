@@ -167,6 +167,26 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
                 self.current.remove(key);
             }
         }
+        self.clean();
+    }
+
+    /// Drop stale entries from the top (so `next` is exact in the usual case) and rebuild
+    /// the heap when stale entries outnumber live ones (a key's old deadline can be hours
+    /// away: a call's maximum duration), so memory follows the live keys.
+    fn clean(&mut self) {
+        while let Some(Reverse((at, key))) = self.heap.peek() {
+            if self.current.get(key) == Some(at) {
+                break;
+            }
+            self.heap.pop();
+        }
+        if self.heap.len() > 2 * self.current.len() + 64 {
+            self.heap = self
+                .current
+                .iter()
+                .map(|(k, at)| Reverse((*at, k.clone())))
+                .collect();
+        }
     }
 
     /// The earliest deadline (possibly a stale, earlier one).
@@ -190,6 +210,7 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
                 due.push(key);
             }
         }
+        self.clean();
         due
     }
 
@@ -716,6 +737,7 @@ impl Endpoint {
                 hangup_on_ack: false,
             },
         );
+        self.refresh_call_timer(call);
         self.out.push_back(Output::Event(Event::IncomingCall {
             call,
             call_id,
@@ -788,6 +810,7 @@ impl Endpoint {
             c.ends_at = Some(now + self.config.max_call_duration);
             self.out.push_back(Output::Event(Event::Confirmed { call }));
         }
+        self.call_timers.set(&call, c.poll_timeout());
         if p.answer_in_ack {
             match sdp::accept_answer(&req.body) {
                 Ok(session) => {
@@ -834,14 +857,8 @@ impl Endpoint {
             }
             self.pump_client(&key);
         }
-        // Calls are few (at most `max_calls`): a scan is cheaper than bookkeeping.
-        let mut due: Vec<CallKey> = self
-            .calls
-            .iter()
-            .filter(|(_, c)| c.poll_timeout().is_some_and(|d| d <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        due.sort(); // deterministic output order whatever the map's order
+        let mut due = self.call_timers.pop_due(now);
+        due.sort(); // deterministic output order whatever the heap's order
         for call in due {
             self.call_timeout(now, call);
         }
@@ -923,13 +940,31 @@ mod tests {
         d.set(&2, Some(at(300))); // moved later: the 50 ms entry is stale
         d.set(&3, Some(at(10)));
         d.set(&3, None); // gone
-        assert_eq!(d.len(), 4);
-        assert_eq!(d.next(), Some(at(10))); // early (stale) is allowed
+        // Stale entries on top (3 at 10 ms, 2 at 50 ms) are dropped at once.
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.next(), Some(at(100)));
         assert_eq!(d.pop_due(at(200)), vec![1]);
         assert_eq!(d.next(), Some(at(300)));
         assert!(d.pop_due(at(299)).is_empty());
         assert_eq!(d.pop_due(at(300)), vec![2]);
         assert_eq!(d.next(), None);
+        assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn deadlines_stay_bounded_when_far_deadlines_go_stale() {
+        // Calls end long before their maximum-duration deadline: the stale entries must
+        // not pile up (1,000 new calls/s for 2 h would be 7.2 million of them).
+        let t0 = Instant::now();
+        let mut d: Deadlines<u32> = Deadlines::default();
+        d.set(&0, Some(t0 + Duration::from_secs(1))); // one live key, earliest
+        for k in 1..10_000u32 {
+            d.set(&k, Some(t0 + Duration::from_secs(7200)));
+            d.set(&k, None);
+        }
+        assert!(d.len() <= 2 + 64, "{} heap entries for 1 live key", d.len());
+        assert_eq!(d.next(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(d.pop_due(t0 + Duration::from_secs(7200)), vec![0]);
         assert_eq!(d.len(), 0);
     }
 }
