@@ -54,11 +54,12 @@
 //! ([`super::udp`], up to 16 datagrams, again only if it came back full; every slot while
 //! recording), and its RTCP socket every tenth slot (RTCP comes every few seconds), just
 //! before sending the call's next frame. A packet waits at most two ptimes in the kernel
-//! buffer, which is harmless for latching, DTMF, RTCP and the media timeout. Earlier designs, measured (bench/README.md): a receive task
-//! per call (1,000 calls: 51 % of a core), then tokio-registered sockets read at the slot
-//! (42 %, then 68 % at 2,000 calls on the first machine); the epoll events those sockets
-//! raised also cost the *sender* a wake-up per packet. Hang-up drops the sockets with the
-//! call's state, so they close deterministically.
+//! buffer, which is harmless for latching, DTMF, RTCP and the media timeout. Earlier
+//! designs, measured (bench/README.md): a receive task per call (1,000 calls: 51 % of a
+//! core), then tokio-registered sockets read at the slot (42 %, then 68 % at 2,000 calls on
+//! the first machine); the epoll events those sockets raised also cost the *sender* a
+//! wake-up per packet. Hang-up drops the sockets with the call's state, so they close
+//! deterministically.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -81,14 +82,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
-
-use std::net::UdpSocket;
-use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
@@ -762,7 +761,8 @@ struct CallState {
     pair: PortPair,
     rtp: UdpSocket,
     rtcp: UdpSocket,
-    /// Slots served, to read the RTCP socket every [`RTCP_POLL_SLOTS`].
+    /// Slots served, to read the RTP socket every [`RTP_POLL_SLOTS`] and the RTCP socket
+    /// every [`RTCP_POLL_SLOTS`].
     slots: u32,
     notices: mpsc::UnboundedSender<MediaNotice>,
     /// Earliest deadline of the session and the DTMF receiver.
@@ -827,15 +827,11 @@ impl Worker {
     fn run(mut self) {
         tracing::debug!(worker = self.index, "media worker started");
         loop {
-            let now = Instant::now();
+            // A deadline already past waits zero: one non-blocking look at the channel.
             let first = match self.pacer.next_deadline() {
-                Some(at) if at <= now => self.commands.try_recv().map_err(|e| match e {
-                    std_mpsc::TryRecvError::Empty => std_mpsc::RecvTimeoutError::Timeout,
-                    std_mpsc::TryRecvError::Disconnected => {
-                        std_mpsc::RecvTimeoutError::Disconnected
-                    }
-                }),
-                Some(at) => self.commands.recv_timeout(at - now),
+                Some(at) => self
+                    .commands
+                    .recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => self
                     .commands
                     .recv()
@@ -1001,8 +997,6 @@ impl Worker {
         }
         let mut media = MediaSession::new(self.session_config(id, &session), now);
         media.pause_media_timeout(!expects_rtp(&session));
-        let rtp = ports.rtp;
-        let rtcp = ports.rtcp;
         let mut state = CallState {
             call,
             law: law_of(session.codec),
@@ -1013,8 +1007,8 @@ impl Worker {
             playback: None,
             recording: None,
             pair: ports.pair,
-            rtp,
-            rtcp,
+            rtp: ports.rtp,
+            rtcp: ports.rtcp,
             slots: 0,
             notices,
             timer_at: None,
@@ -1135,15 +1129,12 @@ impl CallState {
     fn poll_sockets(&mut self, now: Instant, scratch: &mut Scratch) -> (u64, u64, u64) {
         let mut received = 0u64;
         self.slots = self.slots.wrapping_add(1);
-        let rtp = self.recording.is_some() || self.slots.is_multiple_of(RTP_POLL_SLOTS);
-        let rtcp = self.slots.is_multiple_of(RTCP_POLL_SLOTS);
-        let kinds: &[PacketKind] = match (rtp, rtcp) {
-            (true, true) => &[PacketKind::Rtp, PacketKind::Rtcp],
-            (true, false) => &[PacketKind::Rtp],
-            (false, true) => &[PacketKind::Rtcp],
-            (false, false) => &[],
-        };
-        for &kind in kinds {
+        let rtp_due = self.recording.is_some() || self.slots.is_multiple_of(RTP_POLL_SLOTS);
+        let rtcp_due = self.slots.is_multiple_of(RTCP_POLL_SLOTS);
+        for (kind, due) in [(PacketKind::Rtp, rtp_due), (PacketKind::Rtcp, rtcp_due)] {
+            if !due {
+                continue;
+            }
             loop {
                 let socket = match kind {
                     PacketKind::Rtp => &self.rtp,

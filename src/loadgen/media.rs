@@ -134,8 +134,8 @@ const MAX_WAIT: Duration = Duration::from_millis(2);
 fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps the sizes at its maxima (SO_*BUFFORCE first, which
-    // works when the tool runs with CAP_NET_ADMIN).
+    // Best effort: the kernel caps the sizes at its maxima (the RTP socket then asks for
+    // more with `udp::force_recv_buffer`, see `bind_pair`).
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     sock.set_nonblocking(true)?;
@@ -211,20 +211,18 @@ struct Io {
 }
 
 impl Io {
-    fn queue(&mut self, t: Transmit, bytes: &[u8], totals: &mut MediaTotals) {
+    fn queue(&mut self, t: Transmit, bytes: &[u8]) {
         match t.kind {
-            PacketKind::Rtp => {
-                totals.packets_sent += 1;
-                self.rtp_out.push(bytes, t.dest);
-            }
+            PacketKind::Rtp => self.rtp_out.push(bytes, t.dest),
             PacketKind::Rtcp => self.rtcp_out.push(bytes, t.dest),
         }
     }
 
+    /// Send what is queued; RTP packets count as sent once the kernel took them.
     fn flush(&mut self, totals: &mut MediaTotals) {
-        let (_, rtp_failed) = self.rtp_out.flush(&self.rtp);
+        let (rtp_sent, rtp_failed) = self.rtp_out.flush(&self.rtp);
         let (_, rtcp_failed) = self.rtcp_out.flush(&self.rtcp);
-        totals.packets_sent -= rtp_failed.min(totals.packets_sent);
+        totals.packets_sent += rtp_sent;
         totals.send_errors += rtp_failed + rtcp_failed;
     }
 }
@@ -266,11 +264,10 @@ pub fn run_media(
         let wait = pacer
             .next_deadline()
             .map_or(MAX_WAIT, |d| d.saturating_duration_since(now).min(MAX_WAIT));
+        // A zero wait is one non-blocking look at the channel.
         let mut command = if !open {
             std::thread::sleep(wait);
             None
-        } else if wait.is_zero() {
-            commands.try_recv().ok()
         } else {
             match commands.recv_timeout(wait) {
                 Ok(c) => Some(c),
@@ -328,7 +325,7 @@ pub fn run_media(
                     if let Some(mut c) = calls.remove(&call) {
                         by_addr.remove(&c.remote);
                         c.session.close();
-                        flush(&mut c.session, &mut io, &mut tx_buf, &mut totals);
+                        drain_session(&mut c.session, &mut io, &mut tx_buf);
                         finish(&c, &mut totals);
                     }
                 }
@@ -377,12 +374,12 @@ pub fn run_media(
             };
             tx_buf.clear();
             if let Some(t) = slot(c, due.deadline, &frames, &mut tx_buf, &mut totals) {
-                io.queue(t, &tx_buf, &mut totals);
+                io.queue(t, &tx_buf);
             }
             if c.session.poll_timeout().is_some_and(|d| d <= now) {
                 c.session.handle_timeout(now, wall);
             }
-            flush(&mut c.session, &mut io, &mut tx_buf, &mut totals);
+            drain_session(&mut c.session, &mut io, &mut tx_buf);
         }
         io.flush(&mut totals);
     }
@@ -455,13 +452,14 @@ fn slot(
     c.session.send_audio(at, frame, first, out).ok()
 }
 
-fn flush(session: &mut MediaSession, io: &mut Io, buf: &mut Vec<u8>, totals: &mut MediaTotals) {
+/// Queue the session's pending packets (RTCP, BYE) and drop its events.
+fn drain_session(session: &mut MediaSession, io: &mut Io, buf: &mut Vec<u8>) {
     loop {
         buf.clear();
         let Some(t) = session.poll_transmit(buf) else {
             break;
         };
-        io.queue(t, buf, totals);
+        io.queue(t, buf);
     }
     while session.poll_event().is_some() {}
 }
